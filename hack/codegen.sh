@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Regenerates ceskit's generated code: deepcopy functions and CRD manifests (controller-gen, pinned in
+# hack/tools/go.mod). CI runs this and fails when the result differs from what is committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$PWD/bin
+if [ ! -x "$bin/controller-gen" ]; then
+	(cd hack/tools && go build -o "$bin/controller-gen" sigs.k8s.io/controller-tools/cmd/controller-gen)
+fi
+header=hack/boilerplate.go.txt
+"$bin/controller-gen" object:headerFile="$header" paths=./slicer/...
+"$bin/controller-gen" crd:crdVersions=v1 paths=./slicer/... output:crd:artifacts:config=slicer/crds
