@@ -1,0 +1,5 @@
+package slicer
+
+import "k8s.io/utils/clock"
+
+type realClock = clock.RealClock
