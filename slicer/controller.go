@@ -186,6 +186,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("slicer controller: Run called twice")
 	}
+	if err := c.checkServed(ctx); err != nil {
+		c.queue.ShutDown()
+		return err
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer c.queue.ShutDown()
@@ -209,6 +213,29 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Go(func() { c.resyncLoop(ctx) })
 	<-ctx.Done()
 	return nil
+}
+
+// checkServed fails with ErrCRDMissing when the API server does not serve a resource the
+// controller watches: informers would otherwise wait for ever.
+func (c *Controller) checkServed(ctx context.Context) error {
+	need := map[string]string{ciliumv2alpha1.SchemeGroupVersion.String(): "ciliumendpointslices"}
+	if c.cfg.Source == SourceCiliumEndpoints {
+		need[ciliumv2.SchemeGroupVersion.String()] = "ciliumendpoints"
+	}
+	for gv, resource := range need {
+		list, err := c.client.Kube.Discovery().ServerResourcesForGroupVersion(gv)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("discover %s: %w", gv, err)
+		}
+		served := false
+		if list != nil {
+			served = slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == resource })
+		}
+		if !served {
+			return fmt.Errorf("%w: %s.%s (install them with slicer.InstallCRDs, or run where Cilium is installed)", ErrCRDMissing, resource, gv)
+		}
+	}
+	return ctx.Err()
 }
 
 // seed adopts the existing slices and places every live endpoint.
@@ -419,6 +446,13 @@ func (c *Controller) onSlice(name string, obj any) {
 		c.echo()
 		return
 	}
+	if s.inflight != nil && sameContent(s.inflight, ces) &&
+		(s.observed == nil || s.observed.UID != ces.UID || ces.Generation > s.observed.Generation) {
+		// The echo of a write that has not returned yet.
+		s.observed = ces
+		c.echo()
+		return
+	}
 	if s.observed != nil && s.observed.UID == ces.UID && ces.Generation < s.observed.Generation {
 		return // older than what this controller already knows
 	}
@@ -554,6 +588,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	}
 	if c.m.inSync(s) {
 		c.counts.noops++
+		c.metrics.Sync("success", "")
 		s.dirtySince = time.Time{}
 		delete(c.diffs, name)
 		if s.observed == nil {
@@ -565,6 +600,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	}
 	if c.cfg.Shadow {
 		c.diffs[name] = diffSlices(c.m.desired(s), s.observed)
+		c.metrics.Sync("success", "")
 		c.mu.Unlock()
 		return nil
 	}
@@ -608,6 +644,7 @@ func (c *Controller) write(ctx context.Context, name string) (done bool, err err
 	want := c.m.desired(s)
 	base := s.observed
 	since := s.dirtySince
+	s.inflight = want
 	snapAt := c.cfg.Clock.Now()
 	members := make([]string, 0, len(s.members))
 	for key := range s.members {
@@ -639,6 +676,11 @@ func (c *Controller) write(ctx context.Context, name string) (done bool, err err
 		got, err = api.Update(ctx, obj, metav1.UpdateOptions{})
 	}
 	if err != nil {
+		c.mu.Lock()
+		if s := c.m.slices[name]; s != nil {
+			s.inflight = nil
+		}
+		c.mu.Unlock()
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || (verb == "update" && apierrors.IsNotFound(err)) {
 			c.mu.Lock()
 			c.counts.conflicts++
@@ -677,6 +719,7 @@ func (c *Controller) write(ctx context.Context, name string) (done bool, err err
 	if s == nil {
 		return true, nil
 	}
+	s.inflight = nil
 	s.observed = got
 	if got != nil {
 		s.ownUID, s.ownGeneration = string(got.UID), got.Generation

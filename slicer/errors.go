@@ -11,6 +11,9 @@ var (
 	ErrInvalidConfig = errors.New("invalid slicer config")
 	// ErrInvalidEndpoint is matched by every *[EndpointError].
 	ErrInvalidEndpoint = errors.New("invalid endpoint")
+	// ErrCRDMissing is returned by [Controller.Run] when the API server does not serve the
+	// CiliumEndpointSlice (or, with SourceCiliumEndpoints, the CiliumEndpoint) resource.
+	ErrCRDMissing = errors.New("custom resource not served")
 	// ErrNotSynced is returned by calls that need the controller's caches before they are synced.
 	ErrNotSynced = errors.New("slicer controller not synced yet")
 )

@@ -57,6 +57,9 @@ type slice struct {
 	// ownGeneration is the generation of the controller's last write, for echo suppression.
 	ownGeneration int64
 	ownUID        string
+	// inflight is the content of a write under way: its watch event may arrive before the write
+	// returns, and is an echo too.
+	inflight *ciliumv2alpha1.CiliumEndpointSlice
 
 	dirtySince time.Time     // first change not yet written
 	lastWrite  time.Time     // end of the last write

@@ -13,51 +13,55 @@ import (
 // Status is a snapshot of the controller's state.
 type Status struct {
 	// Synced is true once the caches are synced and the existing slices adopted.
-	Synced bool
+	Synced bool `json:"synced"`
 	// Shadow is true when the controller writes nothing.
-	Shadow bool
+	Shadow bool `json:"shadow"`
 	// Degraded is true after [Config.ErrorThreshold] consecutive failed syncs; DegradedReason
 	// says which.
-	Degraded       bool
-	DegradedReason string
+	Degraded       bool   `json:"degraded"`
+	DegradedReason string `json:"degradedReason,omitempty"`
 	// LastError is the last sync error and LastErrorTime when it happened.
-	LastError     string
-	LastErrorTime time.Time
+	LastError     string    `json:"lastError,omitempty"`
+	LastErrorTime time.Time `json:"lastErrorTime,omitzero"`
 
 	// Slices is the number of slices the controller manages; DesiredSlices the number a perfect
 	// packing needs.
-	Slices        int
-	DesiredSlices int
+	Slices        int `json:"slices"`
+	DesiredSlices int `json:"desiredSlices"`
 	// Endpoints is the number of endpoints placed in slices.
-	Endpoints int
+	Endpoints int `json:"endpoints"`
 	// PendingEndpoints have no identity (or IP) yet and are in no slice.
-	PendingEndpoints int
+	PendingEndpoints int `json:"pendingEndpoints"`
 	// InvalidEndpoints are endpoints whose latest version is malformed, with the error naming
 	// the field and value. Each keeps its last valid entry, if it had one.
-	InvalidEndpoints []string
+	InvalidEndpoints []string `json:"invalidEndpoints,omitempty"`
 	// OutOfSync is the number of slices whose known content differs from the model: pending
 	// writes, or the diff in shadow mode.
-	OutOfSync int
+	OutOfSync int `json:"outOfSync"`
 	// Fill counts slices by how full they are, in tenths of MaxEndpointsPerSlice: Fill[0] holds
 	// slices up to 10 % full, Fill[9] those above 90 %.
-	Fill [10]int
+	Fill [10]int `json:"fill"`
 
 	// QueuePriority and QueueStandard are the slices waiting in each queue.
-	QueuePriority, QueueStandard int
+	QueuePriority int `json:"queuePriority"`
+	QueueStandard int `json:"queueStandard"`
 
 	// Writes by verb, bytes of objects sent, and what was avoided.
-	Creates, Updates, Deletes int64
-	BytesWritten              int64
-	Conflicts                 int64
-	EchoesSuppressed          int64
-	NoOpSyncs                 int64
-	Syncs, FailedSyncs        int64
+	Creates          int64 `json:"creates"`
+	Updates          int64 `json:"updates"`
+	Deletes          int64 `json:"deletes"`
+	BytesWritten     int64 `json:"bytesWritten"`
+	Conflicts        int64 `json:"conflicts"`
+	EchoesSuppressed int64 `json:"echoesSuppressed"`
+	NoOpSyncs        int64 `json:"noOpSyncs"`
+	Syncs            int64 `json:"syncs"`
+	FailedSyncs      int64 `json:"failedSyncs"`
 	// Repaired counts slices found out of sync by resyncs.
-	Repaired int64
+	Repaired int64 `json:"repaired"`
 
 	// Nodes is the node count and RateLimit the write-rate step in force.
-	Nodes     int
-	RateLimit RateLimitStep
+	Nodes     int           `json:"nodes"`
+	RateLimit RateLimitStep `json:"rateLimit"`
 }
 
 // Status returns a snapshot of the controller's state.
@@ -117,11 +121,14 @@ func (c *Controller) HasSynced() bool {
 // SliceDiff is what the controller would write to one slice.
 type SliceDiff struct {
 	// Slice is the slice's name and Namespace the namespace of its endpoints.
-	Slice, Namespace string
+	Slice     string `json:"slice"`
+	Namespace string `json:"namespace"`
 	// Op is "create", "update" or "delete".
-	Op string
+	Op string `json:"op"`
 	// Added, Removed and Changed list endpoint names, sorted.
-	Added, Removed, Changed []string
+	Added   []string `json:"added,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	Changed []string `json:"changed,omitempty"`
 }
 
 // Diff returns, in shadow mode, what the controller would write, by slice name. Outside shadow

@@ -1,0 +1,486 @@
+// Command operator runs ceskit's CiliumEndpointSlice controller ([slicer.Controller]) as a
+// stand-alone operator, with Prometheus metrics ([observe.SlicerMetrics]) and a small HTTP API:
+//
+//	GET  /metrics                  Prometheus metrics (slicer, Go runtime, process)
+//	GET  /healthz                  200 "ok" once synced and not Degraded, else 503 with the reason
+//	GET  /status                   JSON of Controller.Status
+//	GET  /diff                     JSON of Controller.Diff (what shadow mode would write)
+//	POST /resync?namespace=NS      Controller.Resync; JSON {"namespace":..,"outOfSync":n}
+//
+// It reaches a cluster through --kubeconfig, $KUBECONFIG, the in-cluster service account or
+// ~/.kube/config, in that order, or starts a throw-away kube-apiserver and etcd with --embedded
+// and simulates pods churning there (--simulate-pods, --churn, --duration), measuring how long
+// each endpoint change takes to reach a slice.
+//
+// Every [slicer.Config] field has a flag, except Logger, Metrics, Clock and IdentityFunc; the
+// endpoint source is "ciliumendpoints" only, since "pods" needs an identity function this example
+// does not have. See README.md for every flag.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/ceskit/ceskit/internal/testenv"
+	"github.com/ceskit/ceskit/observe"
+	"github.com/ceskit/ceskit/slicer"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, a second one kills the process at once.
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "operator:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the parsed command line.
+type options struct {
+	kubeconfig  string
+	installCRDs bool
+	listen      string
+	logLevel    string
+	debugLogs   bool
+
+	source             string
+	rateLimits         string
+	priorityNamespaces string
+	cfg                slicer.Config // fields without a string form are set directly
+
+	embedded bool
+	duration time.Duration
+	sim      simOptions
+}
+
+// parseFlags parses args into options and the slicer configuration they describe.
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("operator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: operator [flags]\n\nRuns ceskit's CiliumEndpointSlice controller. A zero value means the slicer's default.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+
+	// Where and how.
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config)")
+	fs.BoolVar(&o.installCRDs, "install-crds", false, "install ceskit's CiliumEndpoint and CiliumEndpointSlice CRDs first (never on a cluster that runs Cilium: it owns them)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:9963", "address of the HTTP server for /metrics, /healthz, /status, /diff and /resync")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&o.debugLogs, "debug-logs", false, "debug logging with source file and line (overrides --log-level)")
+
+	// slicer.Config, one flag per field.
+	c := &o.cfg
+	fs.StringVar(&o.source, "source", string(slicer.SourceCiliumEndpoints), `endpoint source; this example supports only "ciliumendpoints" ("pods" needs an identity function)`)
+	fs.IntVar(&c.MaxEndpointsPerSlice, "max-endpoints-per-slice", 0, "endpoints per slice, 1-1000 (0: 100, Cilium's ces-max-ciliumendpoints-per-ces)")
+	fs.BoolVar(&c.GroupByIdentity, "group-by-identity", false, "keep the endpoints of one security identity together (Cilium's \"identity\" slice mode)")
+	fs.DurationVar(&c.BatchMinDelay, "batch-min-delay", 0, "least time between a slice's first pending change and its write (0: write idle slices at once)")
+	fs.DurationVar(&c.BatchMaxDelay, "batch-max-delay", 0, "cap of the adaptive coalescing window, batch-min-delay to 1m (0: 100ms)")
+	fs.Float64Var(&c.WriteQPS, "write-qps", 0, "fixed API write rate; replaces --ces-rate-limits when set (0: use the node-count table)")
+	fs.IntVar(&c.WriteBurst, "write-burst", 0, "burst for --write-qps (0: 2 x write-qps)")
+	fs.StringVar(&o.rateLimits, "ces-rate-limits", "", `node-count write-rate table in Cilium's JSON form, e.g. '[{"nodes":0,"limit":10,"burst":20},{"nodes":100,"limit":50,"burst":100}]' (empty: that default)`)
+	fs.IntVar(&c.Workers, "workers", 0, "concurrent slice writers, 1-64 (0: 4)")
+	fs.StringVar(&o.priorityNamespaces, "priority-namespaces", "", "comma-separated namespaces served from the priority queue (as are those annotated cilium.io/ces-namespace=priority)")
+	fs.IntVar(&c.PriorityWeight, "priority-weight", 0, "priority slices served per standard slice while both queues hold work, 1-100 (0: 4)")
+	fs.IntVar(&c.ErrorThreshold, "error-threshold", 0, "consecutive failed syncs before the controller reports Degraded, 1-10000 (0: 15)")
+	fs.DurationVar(&c.RetryBaseDelay, "retry-base-delay", 0, "first backoff after a failed slice sync (0: 10ms)")
+	fs.DurationVar(&c.RetryMaxDelay, "retry-max-delay", 0, "backoff cap (0: 10s)")
+	fs.IntVar(&c.ConflictRetries, "conflict-retries", 0, "immediate re-read-and-apply attempts after a 409 Conflict, 0-20 (0: 3)")
+	fs.DurationVar(&c.ResyncPeriod, "resync-period", 0, "mean period of the anti-entropy pass, 1s-24h (0: 5m)")
+	fs.Float64Var(&c.CompactionThreshold, "compaction-threshold", 0, "compact namespaces whose slices are on average less full than this fraction, 0-1 (0: 0.5)")
+	fs.BoolVar(&c.DisableCompaction, "disable-compaction", false, "never compact sparse slices")
+	fs.BoolVar(&c.Shadow, "shadow", false, "compute slices and the diff against the existing ones, write nothing (for managed AKS; see /diff)")
+
+	// Lab.
+	fs.BoolVar(&o.embedded, "embedded", false, "start a throw-away kube-apiserver and etcd (from bin/ or $"+testenv.BinDirEnv+") instead of using a cluster")
+	fs.IntVar(&o.sim.Pods, "simulate-pods", 0, "CiliumEndpoints to create and churn; needs --embedded (default with --embedded: 2000)")
+	fs.IntVar(&o.sim.Namespaces, "simulate-namespaces", 20, "namespaces the simulated endpoints spread over")
+	fs.IntVar(&o.sim.Nodes, "simulate-nodes", 50, "Node objects to create (they select the --ces-rate-limits step)")
+	fs.Float64Var(&o.sim.Churn, "churn", 50, "simulated endpoint changes per second after the initial creation (0: none)")
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
+
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	switch slicer.Source(o.source) {
+	case slicer.SourceCiliumEndpoints:
+		c.Source = slicer.SourceCiliumEndpoints
+	case slicer.SourcePods:
+		return nil, errors.New(`flag --source=pods: slim mode needs slicer.Config.IdentityFunc, which this example does not provide; ` +
+			`use "ciliumendpoints", or build your own binary that sets IdentityFunc`)
+	default:
+		return nil, fmt.Errorf("flag --source=%q: this example supports only %q", o.source, slicer.SourceCiliumEndpoints)
+	}
+	if o.rateLimits != "" {
+		steps, err := slicer.ParseRateLimits(o.rateLimits)
+		if err != nil {
+			return nil, fmt.Errorf("flag --ces-rate-limits: %w", err)
+		}
+		c.RateLimits = steps
+	}
+	for ns := range strings.SplitSeq(o.priorityNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			c.PriorityNamespaces = append(c.PriorityNamespaces, ns)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, flagError(err)
+	}
+
+	if o.embedded && o.kubeconfig != "" {
+		return nil, errors.New("flags --embedded and --kubeconfig are mutually exclusive")
+	}
+	if o.embedded && !set["simulate-pods"] {
+		o.sim.Pods = 2000
+	}
+	switch {
+	case o.sim.Pods < 0:
+		return nil, fmt.Errorf("flag --simulate-pods=%d: must not be negative", o.sim.Pods)
+	case o.sim.Pods > 0 && !o.embedded:
+		return nil, fmt.Errorf("flag --simulate-pods=%d: the simulator creates fake Nodes and CiliumEndpoints; it runs only with --embedded", o.sim.Pods)
+	case o.sim.Namespaces < 1:
+		return nil, fmt.Errorf("flag --simulate-namespaces=%d: must be at least 1", o.sim.Namespaces)
+	case o.sim.Nodes < 0:
+		return nil, fmt.Errorf("flag --simulate-nodes=%d: must not be negative", o.sim.Nodes)
+	case o.sim.Churn < 0:
+		return nil, fmt.Errorf("flag --churn=%g: must not be negative", o.sim.Churn)
+	case o.duration < 0:
+		return nil, fmt.Errorf("flag --duration=%s: must not be negative", o.duration)
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// configFlags maps slicer.Config field names, as a *slicer.ConfigError names them, to flags.
+var configFlags = map[string]string{
+	"MaxEndpointsPerSlice": "max-endpoints-per-slice",
+	"Source":               "source",
+	"IdentityFunc":         "source",
+	"GroupByIdentity":      "group-by-identity",
+	"BatchMinDelay":        "batch-min-delay",
+	"BatchMaxDelay":        "batch-max-delay",
+	"WriteQPS":             "write-qps",
+	"WriteBurst":           "write-burst",
+	"RateLimits":           "ces-rate-limits",
+	"Workers":              "workers",
+	"PriorityNamespaces":   "priority-namespaces",
+	"PriorityWeight":       "priority-weight",
+	"ErrorThreshold":       "error-threshold",
+	"RetryBaseDelay":       "retry-base-delay",
+	"RetryMaxDelay":        "retry-max-delay",
+	"ConflictRetries":      "conflict-retries",
+	"ResyncPeriod":         "resync-period",
+	"CompactionThreshold":  "compaction-threshold",
+	"DisableCompaction":    "disable-compaction",
+	"Shadow":               "shadow",
+}
+
+// flagError names the flag behind a *slicer.ConfigError.
+func flagError(err error) error {
+	var ce *slicer.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	field, _, _ := strings.Cut(ce.Field, "[")
+	if name, ok := configFlags[field]; ok {
+		return fmt.Errorf("flag --%s: %w", name, err)
+	}
+	return err
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("flag --log-level=%q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// newLogger builds the process logger and routes client-go's (klog) and controller-runtime's
+// (envtest) logs through it.
+func newLogger(o *options, stderr io.Writer) *slog.Logger {
+	level, _ := parseLevel(o.logLevel)
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.debugLogs {
+		hopts.Level, hopts.AddSource = slog.LevelDebug, true
+	}
+	h := slog.NewTextHandler(stderr, hopts)
+	logger := slog.New(h)
+	klog.SetSlogLogger(logger)
+	ctrllog.SetLogger(logr.FromSlogHandler(h))
+	return logger
+}
+
+// run is the whole program; it returns when ctx ends, --duration passes or a component fails.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(o, stderr)
+
+	restCfg, stopControlPlane, err := connect(ctx, o, logger)
+	if err != nil {
+		return err
+	}
+	defer stopControlPlane()
+	restCfg = rest.CopyConfig(restCfg)
+	restCfg.UserAgent = "ceskit-operator-example"
+
+	client, err := slicer.NewClient(restCfg)
+	if err != nil {
+		return err
+	}
+	if err := checkCRDs(client); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register runtime metrics: %w", err)
+		}
+	}
+	metrics, err := observe.NewSlicerMetrics(reg)
+	if err != nil {
+		return err
+	}
+	cfg := o.cfg
+	cfg.Logger, cfg.Metrics = logger, metrics
+	ctrl, err := slicer.New(client, cfg)
+	if err != nil {
+		return flagError(err)
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("flag --listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           newMux(ctrl, reg, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /status /diff /resync")
+
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fail := func(err error) {
+		if err != nil && ctx.Err() == nil {
+			cancel(err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fail(fmt.Errorf("serve http: %w", err))
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer done()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("shut down http server", "error", err)
+		}
+	})
+	wg.Go(func() { fail(ctrl.Run(ctx)) })
+	if o.sim.Pods > 0 {
+		sim := newSimulator(client, ctrl, o.sim, stdout, logger)
+		wg.Go(func() { fail(sim.Run(ctx)) })
+	}
+	wg.Wait()
+
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// connect returns the REST config of the cluster: an embedded control plane's (stopped by the
+// returned func) or the one from loadRESTConfig, with the CRDs installed when asked.
+func connect(ctx context.Context, o *options, logger *slog.Logger) (*rest.Config, func(), error) {
+	if !o.embedded {
+		cfg, err := loadRESTConfig(o.kubeconfig)
+		if err != nil {
+			return nil, nil, err
+		}
+		if o.installCRDs {
+			if err := slicer.InstallCRDs(ctx, cfg); err != nil {
+				return nil, nil, fmt.Errorf("install CRDs: %w", err)
+			}
+		}
+		return cfg, func() {}, nil
+	}
+	crds, err := slicer.CRDs()
+	if err != nil {
+		return nil, nil, err
+	}
+	logger.Info("starting embedded control plane", "bin", testenv.BinDir())
+	cp, err := testenv.Start(testenv.Options{CRDs: crds})
+	if err != nil {
+		return nil, nil, err
+	}
+	logger.Info("embedded control plane ready", "host", cp.Config.Host)
+	stop := func() {
+		if err := cp.Stop(); err != nil {
+			logger.Warn("stop embedded control plane", "error", err)
+		}
+	}
+	return cp.Config, stop, nil
+}
+
+// loadRESTConfig reaches the cluster through path, else $KUBECONFIG, else the in-cluster service
+// account, else ~/.kube/config.
+func loadRESTConfig(path string) (*rest.Config, error) {
+	if path == "" && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
+		cfg, err := rest.InClusterConfig()
+		if err == nil {
+			return cfg, nil
+		}
+		if !errors.Is(err, rest.ErrNotInCluster) {
+			return nil, fmt.Errorf("load in-cluster config: %w", err)
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, errors.New("load kubeconfig: none found: pass --kubeconfig, set $KUBECONFIG, run in a cluster, or use --embedded")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// checkCRDs fails early, with advice, when the API server does not serve CiliumEndpoints or
+// CiliumEndpointSlices; the controller would otherwise wait for its caches for ever.
+func checkCRDs(client *slicer.Client) error {
+	for _, want := range []struct{ gv, resource string }{
+		{"cilium.io/v2", "ciliumendpoints"},
+		{"cilium.io/v2alpha1", "ciliumendpointslices"},
+	} {
+		list, err := client.Kube.Discovery().ServerResourcesForGroupVersion(want.gv)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("discover %s: %w", want.gv, err)
+		}
+		if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == want.resource }) {
+			return fmt.Errorf("the API server does not serve %s (%s): install Cilium with CiliumEndpointSlices enabled, or pass --install-crds on a cluster without Cilium", want.resource, want.gv)
+		}
+	}
+	return nil
+}
+
+// controller is what the HTTP API needs of a *slicer.Controller.
+type controller interface {
+	HasSynced() bool
+	Status() slicer.Status
+	Diff() []slicer.SliceDiff
+	Resync(ctx context.Context, namespace string) (int, error)
+}
+
+// newMux serves the HTTP API described in the package comment.
+func newMux(c controller, reg *prometheus.Registry, logger *slog.Logger) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Registry: reg,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.HasSynced() {
+			http.Error(w, "not synced: caches not filled or existing slices not adopted yet", http.StatusServiceUnavailable)
+			return
+		}
+		if st := c.Status(); st.Degraded {
+			http.Error(w, "degraded: "+st.DegradedReason, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, c.Status(), logger)
+	})
+	mux.HandleFunc("GET /diff", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, c.Diff(), logger)
+	})
+	mux.HandleFunc("POST /resync", func(w http.ResponseWriter, r *http.Request) {
+		ns := r.URL.Query().Get("namespace")
+		n, err := c.Resync(r.Context(), ns)
+		switch {
+		case errors.Is(err, slicer.ErrNotSynced):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		logger.Info("manual resync", "namespace", ns, "trigger", "http", "repaired", n)
+		writeJSON(w, http.StatusOK, struct {
+			Namespace string `json:"namespace"`
+			OutOfSync int    `json:"outOfSync"`
+		}{ns, n}, logger)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any, logger *slog.Logger) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		logger.Error("encode response", "error", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
