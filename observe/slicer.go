@@ -44,7 +44,7 @@ type SlicerMetrics struct {
 //
 //	cilium_operator_number_of_ceps_per_ces              histogram; endpoints in a slice after a write; buckets 1, 10, 25, 50, 100, 200, 500, 1000
 //	cilium_operator_number_of_cep_changes_per_ces       histogram{opcode="cepinserted"|"cepremoved"}; endpoints one write inserted or removed (only writes that changed some); buckets 1, 5, 10, 25, 50, 100, 250, 500, 1000
-//	cilium_operator_ces_sync_total                      counter{outcome="success"|"fail", failure_type=""|"transient"}; slice syncs that made an API write or failed
+//	cilium_operator_ces_sync_total                      counter{outcome="success"|"fail", failure_type=""|"transient"}; every processed slice sync (a write, nothing to write, or a shadow diff) or a failed one
 //	cilium_operator_ces_queueing_delay_seconds          histogram{queue="fast"|"standard"}; time a slice waited in the work queue; prometheus.DefBuckets plus 60, 300, 900, 1800, 3600
 //	ceskit_slicer_propagation_seconds                   histogram; time from the first endpoint change a write carries to the end of that write; buckets .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30
 //	ceskit_slicer_writes_total                          counter{verb="create"|"update"|"delete"}; API writes of slices

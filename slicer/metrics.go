@@ -13,7 +13,8 @@ type Metrics interface {
 	// EndpointChanges observes how many endpoints one write inserted ("cepinserted") or removed
 	// ("cepremoved") (number_of_cep_changes_per_ces{opcode}).
 	EndpointChanges(opcode string, n int)
-	// Sync counts a slice sync: outcome "success" or "fail", failureType "" or "transient"
+	// Sync counts every processed slice, as Cilium does: outcome "success" (a write, nothing to
+	// write, or a shadow-mode diff) or "fail", failureType "" or "transient"
 	// (ces_sync_total{outcome,failure_type}).
 	Sync(outcome, failureType string)
 	// QueueingDelay observes how long a slice waited in queue "fast" (priority) or "standard"
