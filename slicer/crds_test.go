@@ -24,10 +24,9 @@ func TestCRDsServed(t *testing.T) {
 	}
 	_ = crds
 	cp := struct{ Config *rest.Config }{api(t)}
-	c, err := slicer.NewClient(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t) // deletes what the test creates
+	c := e.c
+	ns := e.namespace("crds", nil)
 	// Installing again over the served CRDs is a no-op.
 	if err := slicer.InstallCRDs(t.Context(), cp.Config); err != nil {
 		t.Fatal(err)
@@ -53,7 +52,7 @@ func TestCRDsServed(t *testing.T) {
 	}
 
 	cep := &ciliumv2.CiliumEndpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: ns},
 		Status: ciliumv2.EndpointStatus{
 			ID:       7,
 			Identity: &ciliumv2.EndpointIdentity{ID: 4242, Labels: []string{"k8s:app=web"}},
@@ -67,7 +66,7 @@ func TestCRDsServed(t *testing.T) {
 			ServiceAccount: "web",
 		},
 	}
-	got, err := c.CiliumEndpoints("default").Create(t.Context(), cep, metav1.CreateOptions{})
+	got, err := c.CiliumEndpoints(ns).Create(t.Context(), cep, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +76,7 @@ func TestCRDsServed(t *testing.T) {
 
 	ces := &ciliumv2alpha1.CiliumEndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: "ces-2fvynpvzn-4ncg9"},
-		Namespace:  "default",
+		Namespace:  ns,
 		Endpoints: []ciliumv2alpha1.CoreCiliumEndpoint{{
 			Name: "web-0", IdentityID: 4242, Networking: cep.Status.Networking,
 			Encryption: cep.Status.Encryption, NamedPorts: cep.Status.NamedPorts,
@@ -96,7 +95,7 @@ func TestCRDsServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, field := range []string{`"namespace":"default"`, `"pod-uid":`, `"service-account":"web"`, `"named-ports":[`, `"networking":{"addressing":[{"ipv4":"10.0.0.7"`, `"node":"192.168.0.1"`, `"encryption":{"key":3}`, `"id":4242`} {
+	for _, field := range []string{`"namespace":"` + ns + `"`, `"pod-uid":`, `"service-account":"web"`, `"named-ports":[`, `"networking":{"addressing":[{"ipv4":"10.0.0.7"`, `"node":"192.168.0.1"`, `"encryption":{"key":3}`, `"id":4242`} {
 		if !containsBytes(raw, field) {
 			t.Errorf("wire form lacks %s: %s", field, raw)
 		}
