@@ -1,7 +1,7 @@
 # ceskit: `make lab` runs the lab on an embedded control plane, `make test` runs every test.
 GO ?= go
 BIN := $(CURDIR)/bin
-CONTROLPLANE := $(BIN)/kube-apiserver $(BIN)/etcd
+CONTROLPLANE := $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl
 LAB_FLAGS ?= --embedded --simulate-pods 5000 --simulate-nodes 500 --simulate-namespaces 50 --churn 50 --duration 60s
 
 .PHONY: lab test bench controlplane generate verify-generate fmt vet clean

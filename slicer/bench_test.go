@@ -49,38 +49,59 @@ func newSliceWatcher() *sliceWatcher {
 	return &sliceWatcher{members: map[string]map[string]int64{}, where: map[string]map[string]bool{}, expect: map[string]*expectation{}}
 }
 
-// run consumes w until it closes.
-func (sw *sliceWatcher) run(w watch.Interface) {
-	for ev := range w.ResultChan() {
-		s, ok := ev.Object.(*ciliumv2alpha1.CiliumEndpointSlice)
-		if !ok {
-			continue
+// watchSlices lists the slices into a new sliceWatcher and keeps it current from a watch that
+// starts at the list's resourceVersion. stop ends the watch and waits for the watcher.
+func watchSlices(b *testing.B, e *env) (sw *sliceWatcher, stop func()) {
+	ctx := context.Background()
+	list, err := e.c.CiliumEndpointSlices().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sw = newSliceWatcher()
+	for i := range list.Items {
+		sw.apply(watch.Added, &list.Items[i], time.Now())
+	}
+	w, err := e.c.CiliumEndpointSlices().Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if s, ok := ev.Object.(*ciliumv2alpha1.CiliumEndpointSlice); ok {
+				sw.apply(ev.Type, s, time.Now())
+			}
 		}
-		now := time.Now()
-		sw.mu.Lock()
-		touched := map[string]bool{}
-		for key := range sw.members[s.Name] {
-			delete(sw.where[key], s.Name)
+	}()
+	return sw, func() { w.Stop(); <-done }
+}
+
+// apply records one slice event and checks the expectations of the endpoints it touches.
+func (sw *sliceWatcher) apply(t watch.EventType, s *ciliumv2alpha1.CiliumEndpointSlice, now time.Time) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	touched := map[string]bool{}
+	for key := range sw.members[s.Name] {
+		delete(sw.where[key], s.Name)
+		touched[key] = true
+	}
+	delete(sw.members, s.Name)
+	if t != watch.Deleted {
+		m := map[string]int64{}
+		for _, ep := range s.Endpoints {
+			key := s.Namespace + "/" + ep.Name
+			m[key] = ep.IdentityID
+			if sw.where[key] == nil {
+				sw.where[key] = map[string]bool{}
+			}
+			sw.where[key][s.Name] = true
 			touched[key] = true
 		}
-		delete(sw.members, s.Name)
-		if ev.Type != watch.Deleted {
-			m := map[string]int64{}
-			for _, ep := range s.Endpoints {
-				key := s.Namespace + "/" + ep.Name
-				m[key] = ep.IdentityID
-				if sw.where[key] == nil {
-					sw.where[key] = map[string]bool{}
-				}
-				sw.where[key][s.Name] = true
-				touched[key] = true
-			}
-			sw.members[s.Name] = m
-		}
-		for key := range touched {
-			sw.check(key, now)
-		}
-		sw.mu.Unlock()
+		sw.members[s.Name] = m
+	}
+	for key := range touched {
+		sw.check(key, now)
 	}
 }
 
@@ -205,15 +226,7 @@ func benchPropagation(b *testing.B, maxPerSlice int) {
 		e.converge(ctl, cmp.Or(maxPerSlice, 100))
 		b.ResetTimer()
 		for b.Loop() {
-			w, err := e.c.CiliumEndpointSlices().Watch(ctx, metav1.ListOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			sw := newSliceWatcher()
-			done := make(chan struct{})
-			go func() { sw.run(w); close(done) }()
-			// Seed the watcher with the converged state (the watch replays it as Added events).
-			time.Sleep(time.Second)
+			sw, stopWatch := watchSlices(b, e)
 			before := ctl.Status()
 			r := rand.New(rand.NewPCG(7, 8))
 			live := map[string][]string{}
@@ -281,8 +294,7 @@ func benchPropagation(b *testing.B, maxPerSlice int) {
 			wg.Wait()
 			tick.Stop()
 			sent, acked, unmet := sw.wait(30 * time.Second)
-			w.Stop()
-			<-done
+			stopWatch()
 			after := ctl.Status()
 			if unmet > 0 {
 				b.Fatalf("%d of %d changes never reached a slice", unmet, changes)
@@ -357,15 +369,7 @@ func clearSlices(b *testing.B, e *env) {
 // coldSync starts a controller over the existing endpoints and measures, per endpoint, the time
 // from the start until a watcher sees it in a slice.
 func coldSync(b *testing.B, e *env, cfg slicer.Config, endpoints int) {
-	ctx := context.Background()
-	w, err := e.c.CiliumEndpointSlices().Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sw := newSliceWatcher()
-	done := make(chan struct{})
-	go func() { sw.run(w); close(done) }()
-	time.Sleep(time.Second) // replay of existing slices
+	sw, stopWatch := watchSlices(b, e)
 	start := time.Now()
 	for _, ns := range e.ns {
 		for _, c := range ceps(b, e, ns) {
@@ -377,8 +381,7 @@ func coldSync(b *testing.B, e *env, cfg slicer.Config, endpoints int) {
 	lat, _, unmet := sw.wait(5 * time.Minute)
 	syncS := time.Since(start).Seconds()
 	e.converge(ctl, 100)
-	w.Stop()
-	<-done
+	stopWatch()
 	if unmet > 0 {
 		b.Fatalf("%d of %d endpoints never reached a slice", unmet, endpoints)
 	}

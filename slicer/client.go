@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/gentype"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
 	"github.com/ceskit/ceskit/slicer/ciliumv2alpha1"
@@ -98,4 +99,18 @@ func (c *Client) CiliumEndpointSlices() *SliceClient {
 		"ciliumendpointslices", c.v2alpha1, c.codec, "",
 		func() *ciliumv2alpha1.CiliumEndpointSlice { return &ciliumv2alpha1.CiliumEndpointSlice{} },
 		func() *ciliumv2alpha1.CiliumEndpointSliceList { return &ciliumv2alpha1.CiliumEndpointSliceList{} })
+}
+
+// NewEndpointInformer returns a shared informer over the CiliumEndpoints of namespace ("" means
+// all), with no resync period. The caller runs it.
+func (c *Client) NewEndpointInformer(namespace string) cache.SharedIndexInformer {
+	api := c.CiliumEndpoints(namespace)
+	return newInformer(&ciliumv2.CiliumEndpoint{}, api.List, api.Watch)
+}
+
+// NewSliceInformer returns a shared informer over all CiliumEndpointSlices, with no resync
+// period. The caller runs it.
+func (c *Client) NewSliceInformer() cache.SharedIndexInformer {
+	api := c.CiliumEndpointSlices()
+	return newInformer(&ciliumv2alpha1.CiliumEndpointSlice{}, api.List, api.Watch)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
@@ -128,11 +130,9 @@ func New(client *Client, cfg Config) (*Controller, error) {
 		pods := client.Kube.CoreV1().Pods("")
 		c.endpoints = newInformer(&corev1.Pod{}, pods.List, pods.Watch)
 	} else {
-		ceps := client.CiliumEndpoints("")
-		c.endpoints = newInformer(&ciliumv2.CiliumEndpoint{}, ceps.List, ceps.Watch)
+		c.endpoints = client.NewEndpointInformer("")
 	}
-	ces := client.CiliumEndpointSlices()
-	c.slices = newInformer(&ciliumv2alpha1.CiliumEndpointSlice{}, ces.List, ces.Watch)
+	c.slices = client.NewSliceInformer()
 	nss := client.Kube.CoreV1().Namespaces()
 	c.nss = newInformer(&corev1.Namespace{}, nss.List, nss.Watch)
 	nodes := client.Kube.CoreV1().Nodes()
@@ -218,22 +218,22 @@ func (c *Controller) Run(ctx context.Context) error {
 // checkServed fails with ErrCRDMissing when the API server does not serve a resource the
 // controller watches: informers would otherwise wait for ever.
 func (c *Controller) checkServed(ctx context.Context) error {
-	need := map[string]string{ciliumv2alpha1.SchemeGroupVersion.String(): "ciliumendpointslices"}
+	need := []schema.GroupVersionResource{ciliumv2alpha1.SchemeGroupVersion.WithResource("ciliumendpointslices")}
 	if c.cfg.Source == SourceCiliumEndpoints {
-		need[ciliumv2.SchemeGroupVersion.String()] = "ciliumendpoints"
+		need = append(need, ciliumv2.SchemeGroupVersion.WithResource("ciliumendpoints"))
 	}
-	for gv, resource := range need {
-		list, err := c.client.Kube.Discovery().ServerResourcesForGroupVersion(gv)
+	var missing []string
+	for _, gvr := range need {
+		list, err := c.client.Kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("discover %s: %w", gv, err)
+			return fmt.Errorf("discover %s: %w", gvr.GroupVersion(), err)
 		}
-		served := false
-		if list != nil {
-			served = slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == resource })
+		if list == nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == gvr.Resource }) {
+			missing = append(missing, gvr.Resource+"."+gvr.GroupVersion().String())
 		}
-		if !served {
-			return fmt.Errorf("%w: %s.%s (install them with slicer.InstallCRDs, or run where Cilium is installed)", ErrCRDMissing, resource, gv)
-		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s (install them with slicer.InstallCRDs, or run where Cilium is installed)", ErrCRDMissing, strings.Join(missing, ", "))
 	}
 	return ctx.Err()
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -586,7 +587,69 @@ func TestRunWithoutCRDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = ctl.Run(t.Context())
-	if !errors.Is(err, slicer.ErrCRDMissing) || !strings.Contains(err.Error(), "ciliumendpointslices.cilium.io/v2alpha1") {
+	if !errors.Is(err, slicer.ErrCRDMissing) || !strings.Contains(err.Error(), "ciliumendpointslices.cilium.io/v2alpha1") || !strings.Contains(err.Error(), "ciliumendpoints.cilium.io/v2 ") {
 		t.Errorf("Run without CRDs = %v, want ErrCRDMissing naming the resource", err)
 	}
 }
+
+// TestDegradedAndRecovery makes the API server reject slice writes with a real admission policy:
+// the controller must report Degraded after ErrorThreshold failures, keep retrying, and write the
+// slice and clear Degraded once the policy is gone.
+func TestDegradedAndRecovery(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	ns := e.namespace("denied", nil)
+	adm := e.c.Kube.AdmissionregistrationV1()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + ns},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"cilium.io"}, APIVersions: []string{"v2alpha1"}, Resources: []string{"ciliumendpointslices"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{Expression: fmt.Sprintf("object.namespace != %q", ns), Message: "slices of this namespace are denied"}},
+		},
+	}
+	if _, err := adm.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer adm.ValidatingAdmissionPolicies().Delete(context.Background(), policy.Name, metav1.DeleteOptions{})
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: policy.Name, ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	if _, err := adm.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the policy is enforced.
+	probe := &ciliumv2alpha1.CiliumEndpointSlice{ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"}, Namespace: ns, Endpoints: []ciliumv2alpha1.CoreCiliumEndpoint{{Name: "x"}}}
+	eventually(t, "admission policy enforced", func() bool {
+		got, err := e.c.CiliumEndpointSlices().Create(ctx, probe, metav1.CreateOptions{})
+		if err == nil {
+			_ = e.c.CiliumEndpointSlices().Delete(ctx, got.Name, metav1.DeleteOptions{})
+		}
+		return err != nil && strings.Contains(err.Error(), "denied")
+	})
+
+	ctl := e.start(slicer.Config{ErrorThreshold: 3, RetryBaseDelay: 5 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond})
+	e.createCEPs(ctx, ns, "p", 3, 1)
+	eventually(t, "degraded", func() bool { return ctl.Status().Degraded })
+	s := ctl.Status()
+	if !strings.Contains(s.LastError, "denied") || s.DegradedReason == "" {
+		t.Errorf("degraded status: reason %q, last error %q", s.DegradedReason, s.LastError)
+	}
+	if err := adm.ValidatingAdmissionPolicyBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.converge(ctl, 100)
+	if s := ctl.Status(); s.Degraded {
+		t.Errorf("still degraded after recovery: %s", s.DegradedReason)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

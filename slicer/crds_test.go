@@ -1,6 +1,9 @@
 package slicer_test
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +15,8 @@ import (
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
 	"github.com/ceskit/ceskit/slicer/ciliumv2alpha1"
 	"k8s.io/client-go/rest"
+
+	"github.com/ceskit/ceskit/internal/testenv"
 )
 
 // TestCRDsServed checks that the embedded CRDs install on a real API server, that discovery
@@ -103,3 +108,50 @@ func TestCRDsServed(t *testing.T) {
 }
 
 func containsBytes(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestKubectl runs the real kubectl (built from the same release as the API server) the way a
+// user checks CES on AKS: `kubectl get ces` and `kubectl get cep`.
+func TestKubectl(t *testing.T) {
+	kubectl := filepath.Join(testenv.BinDir(), "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("kubectl needed under CI: %v", err)
+		}
+		t.Skipf("skipping: %v (run make controlplane)", err)
+	}
+	e := newEnv(t)
+	ns := e.namespace("kubectl", nil)
+	ctl := e.start(slicer.Config{})
+	e.createCEPs(t.Context(), ns, "web", 3, 1)
+	st := e.converge(ctl, 100)
+	kc, err := testenv.Kubeconfig(api(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		out, err := exec.CommandContext(t.Context(), kubectl, append([]string{"--kubeconfig", path}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	name := slicesOf(st, ns)[0].Name
+	for _, resource := range []string{"ces", "ciliumendpointslices", "ciliumendpointslices.cilium.io"} {
+		if out := run("get", resource, "-o", "name"); !strings.Contains(out, "ciliumendpointslice.cilium.io/"+name) {
+			t.Errorf("kubectl get %s does not list %s:\n%s", resource, name, out)
+		}
+	}
+	out := run("get", "cep", "-n", ns)
+	for _, want := range []string{"SECURITY IDENTITY", "ENDPOINT STATE", "IPV4", "web-0", "1000", "ready"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl get cep lacks %q:\n%s", want, out)
+		}
+	}
+	if out := run("get", "ces", name, "-o", "jsonpath={.namespace} {.endpoints[*].name}"); out != ns+" web-0 web-1 web-2" {
+		t.Errorf("kubectl get ces -o jsonpath = %q", out)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -371,7 +372,16 @@ func connect(ctx context.Context, o *options, logger *slog.Logger) (*rest.Config
 		return nil, nil, err
 	}
 	logger.Info("embedded control plane ready", "host", cp.Config.Host)
+	kubeconfig := filepath.Join(os.TempDir(), "ceskit-lab.kubeconfig")
+	if kc, err := testenv.Kubeconfig(cp.Config); err == nil && os.WriteFile(kubeconfig, kc, 0o600) == nil {
+		logger.Info("kubectl can reach the lab while it runs", "try", "bin/kubectl --kubeconfig "+kubeconfig+" get ces")
+	} else {
+		kubeconfig = ""
+	}
 	stop := func() {
+		if kubeconfig != "" {
+			_ = os.Remove(kubeconfig)
+		}
 		if err := cp.Stop(); err != nil {
 			logger.Warn("stop embedded control plane", "error", err)
 		}

@@ -15,6 +15,8 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -108,4 +110,19 @@ func New(tb testing.TB, opts Options) *ControlPlane {
 		}
 	})
 	return cp
+}
+
+// Kubeconfig returns a kubeconfig file's content that reaches the API server of cfg with the
+// same credentials, for kubectl.
+func Kubeconfig(cfg *rest.Config) ([]byte, error) {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["ceskit"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["ceskit"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["ceskit"] = &clientcmdapi.Context{Cluster: "ceskit", AuthInfo: "ceskit"}
+	kc.CurrentContext = "ceskit"
+	b, err := clientcmd.Write(*kc)
+	if err != nil {
+		return nil, fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return b, nil
 }
