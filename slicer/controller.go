@@ -140,25 +140,25 @@ func New(client *Client, cfg Config) (*Controller, error) {
 
 	handlers := []struct {
 		inf cache.SharedIndexInformer
-		fn  func(key string, obj any)
+		fn  func(key string, obj any, deleted bool)
 	}{
-		{c.endpoints, func(key string, _ any) { c.onEndpoint(key) }},
+		{c.endpoints, func(key string, _ any, _ bool) { c.onEndpoint(key) }},
 		{c.slices, c.onSlice},
 		{c.nss, c.onNamespace},
-		{c.nodes, func(string, any) { c.limiter.setNodes(len(c.nodes.GetStore().ListKeys())) }},
+		{c.nodes, func(string, any, bool) { c.limiter.setNodes(len(c.nodes.GetStore().ListKeys())) }},
 	}
 	for _, h := range handlers {
 		fn := h.fn
-		call := func(obj any) {
+		call := func(obj any, deleted bool) {
 			key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 			if err == nil {
-				fn(key, obj)
+				fn(key, obj, deleted)
 			}
 		}
 		if _, err := h.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    call,
-			UpdateFunc: func(_, obj any) { call(obj) },
-			DeleteFunc: call,
+			AddFunc:    func(obj any) { call(obj, false) },
+			UpdateFunc: func(_, obj any) { call(obj, false) },
+			DeleteFunc: func(obj any) { call(obj, true) },
 		}); err != nil {
 			return nil, fmt.Errorf("new slicer controller: add event handler: %w", err)
 		}
@@ -376,10 +376,17 @@ func (c *Controller) nsIsPriority(ns *corev1.Namespace) bool {
 	return ns.Annotations[PriorityAnnotation] == PriorityValue || slices.Contains(c.cfg.PriorityNamespaces, ns.Name)
 }
 
-func (c *Controller) onNamespace(key string, obj any) {
+func (c *Controller) onNamespace(key string, obj any, deleted bool) {
 	ns, ok := obj.(*corev1.Namespace)
-	if !ok {
-		return // deleted: its endpoints go with their own events
+	if !ok || deleted {
+		c.mu.Lock()
+		// Its endpoints and slices go with their own events.
+		delete(c.resyncToken, key)
+		if !slices.Contains(c.cfg.PriorityNamespaces, key) {
+			delete(c.prioNS, key)
+		}
+		c.mu.Unlock()
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -407,7 +414,7 @@ func (c *Controller) onNamespace(key string, obj any) {
 	}
 }
 
-func (c *Controller) onSlice(name string, obj any) {
+func (c *Controller) onSlice(name string, obj any, deleted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.synced {
@@ -420,16 +427,15 @@ func (c *Controller) onSlice(name string, obj any) {
 	if !ok {
 		return
 	}
-	_, exists, _ := c.slices.GetStore().GetByKey(name)
 	s := c.m.slices[name]
 	if _, ours := c.deletedUIDs[ces.UID]; ours {
-		if !exists {
+		if deleted {
 			delete(c.deletedUIDs, ces.UID)
 		}
 		c.echo()
 		return
 	}
-	if !exists {
+	if deleted {
 		if s != nil && s.observed != nil && s.observed.UID == ces.UID {
 			s.observed = nil
 			if !c.m.inSync(s) {
