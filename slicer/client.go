@@ -3,6 +3,7 @@ package slicer
 import (
 	"fmt"
 
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -27,6 +28,8 @@ type SliceClient = gentype.ClientWithList[*ciliumv2alpha1.CiliumEndpointSlice, *
 type Client struct {
 	// Kube is the core Kubernetes clientset.
 	Kube kubernetes.Interface
+	// Ext reads CustomResourceDefinitions, to tell a CRD that is being deleted.
+	Ext apiextensionsclient.Interface
 
 	v2, v2alpha1 rest.Interface
 	codec        runtime.ParameterCodec
@@ -49,6 +52,10 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new kubernetes client: %w", err)
 	}
+	ext, err := apiextensionsclient.NewForConfig(c)
+	if err != nil {
+		return nil, fmt.Errorf("new apiextensions client: %w", err)
+	}
 	scheme := runtime.NewScheme()
 	if err := ciliumv2.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -65,7 +72,7 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{Kube: kube, v2: v2, v2alpha1: v2alpha1, codec: runtime.NewParameterCodec(scheme)}, nil
+	return &Client{Kube: kube, Ext: ext, v2: v2, v2alpha1: v2alpha1, codec: runtime.NewParameterCodec(scheme)}, nil
 }
 
 func restFor(cfg *rest.Config, gv schema.GroupVersion, codecs serializer.CodecFactory) (rest.Interface, error) {

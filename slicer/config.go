@@ -153,6 +153,16 @@ type Config struct {
 	// nothing: for managed AKS, where Cilium's operator owns the slices. See [Controller.Diff].
 	Shadow bool
 
+	// HeartbeatLease is the "namespace/name" of the coordination.k8s.io Lease the controller
+	// renews while it runs, annotated with [StateAnnotation] (and [ReasonAnnotation] when
+	// Degraded). Node-side [Watcher]s read it to fall back to CiliumEndpoints when the controller
+	// is Degraded or gone. Default "kube-system/ceskit-slicer"; "-" disables it. Shadow mode never
+	// writes it.
+	HeartbeatLease string
+
+	// HeartbeatInterval is how often the lease is renewed. Default 5s; valid 1s–5m.
+	HeartbeatInterval time.Duration
+
 	// Logger receives the controller's logs. Default: discard.
 	Logger *slog.Logger
 
@@ -244,6 +254,14 @@ func (c Config) Validate() error {
 	if c.ResyncPeriod != 0 && (c.ResyncPeriod < time.Second || c.ResyncPeriod > 24*time.Hour) {
 		return bad("ResyncPeriod", c.ResyncPeriod, "must be between 1s and 24h")
 	}
+	if c.HeartbeatLease != "" && c.HeartbeatLease != "-" {
+		if _, _, err := splitLease(c.HeartbeatLease); err != nil {
+			return bad("HeartbeatLease", c.HeartbeatLease, err.Error())
+		}
+	}
+	if c.HeartbeatInterval != 0 && (c.HeartbeatInterval < time.Second || c.HeartbeatInterval > 5*time.Minute) {
+		return bad("HeartbeatInterval", c.HeartbeatInterval, "must be between 1s and 5m")
+	}
 	if c.CompactionThreshold < 0 || c.CompactionThreshold > 1 {
 		return bad("CompactionThreshold", c.CompactionThreshold, "must be between 0 and 1")
 	}
@@ -298,6 +316,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DisableCompaction {
 		c.CompactionThreshold = 0
+	}
+	if c.HeartbeatLease == "" {
+		c.HeartbeatLease = DefaultHeartbeatLease
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

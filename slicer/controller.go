@@ -63,6 +63,7 @@ type Controller struct {
 	prio    sync.Map // slice name → bool: served from the priority queue
 
 	resyncSignal chan struct{}
+	beat         chan struct{} // renew the heartbeat lease now: the state changed
 	started      atomic.Bool
 
 	mu          sync.Mutex
@@ -78,6 +79,7 @@ type Controller struct {
 	consecutive int                     // consecutive failed syncs, controller-wide
 	degraded    bool
 	degradedWhy string
+	converged   bool // every slice written once since the start (heartbeat state ready)
 	lastErr     error
 	lastErrAt   time.Time
 	counts      counters
@@ -105,6 +107,7 @@ func New(client *Client, cfg Config) (*Controller, error) {
 		log:          cfg.Logger,
 		metrics:      cfg.Metrics,
 		resyncSignal: make(chan struct{}, 1),
+		beat:         make(chan struct{}, 1),
 		prioNS:       map[string]bool{},
 		resyncToken:  map[string]string{},
 		resyncWant:   map[string]bool{},
@@ -211,6 +214,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { c.resyncLoop(ctx) })
+	wg.Go(func() { c.heartbeat(ctx) })
 	<-ctx.Done()
 	return nil
 }
@@ -574,6 +578,10 @@ func (c *Controller) evaluateDegraded() {
 	}
 	c.degraded = why != ""
 	c.metrics.Degraded(c.degraded)
+	select {
+	case c.beat <- struct{}{}:
+	default:
+	}
 	if c.degraded {
 		c.degradedWhy = why
 		c.log.Error("slicer degraded", "reason", why, "error", c.lastErr)

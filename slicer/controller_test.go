@@ -599,6 +599,26 @@ func TestDegradedAndRecovery(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	ns := e.namespace("denied", nil)
+	lift := denySlices(t, e, ns)
+	ctl := e.start(slicer.Config{ErrorThreshold: 3, RetryBaseDelay: 5 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond})
+	e.createCEPs(ctx, ns, "p", 3, 1)
+	eventually(t, "degraded", func() bool { return ctl.Status().Degraded })
+	s := ctl.Status()
+	if !strings.Contains(s.LastError, "denied") || s.DegradedReason == "" {
+		t.Errorf("degraded status: reason %q, last error %q", s.DegradedReason, s.LastError)
+	}
+	lift()
+	e.converge(ctl, 100)
+	if s := ctl.Status(); s.Degraded {
+		t.Errorf("still degraded after recovery: %s", s.DegradedReason)
+	}
+}
+
+// denySlices makes the API server reject slices of namespace ns through a real
+// ValidatingAdmissionPolicy, and returns a function that lifts the denial.
+func denySlices(t *testing.T, e *env, ns string) (lift func()) {
+	t.Helper()
+	ctx := t.Context()
 	adm := e.c.Kube.AdmissionregistrationV1()
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + ns},
@@ -616,7 +636,9 @@ func TestDegradedAndRecovery(t *testing.T) {
 	if _, err := adm.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer adm.ValidatingAdmissionPolicies().Delete(context.Background(), policy.Name, metav1.DeleteOptions{})
+	t.Cleanup(func() {
+		_ = adm.ValidatingAdmissionPolicies().Delete(context.Background(), policy.Name, metav1.DeleteOptions{})
+	})
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
@@ -629,26 +651,14 @@ func TestDegradedAndRecovery(t *testing.T) {
 	// Wait until the policy is enforced.
 	probe := &ciliumv2alpha1.CiliumEndpointSlice{ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"}, Namespace: ns, Endpoints: []ciliumv2alpha1.CoreCiliumEndpoint{{Name: "x"}}}
 	eventually(t, "admission policy enforced", func() bool {
-		got, err := e.c.CiliumEndpointSlices().Create(ctx, probe, metav1.CreateOptions{})
-		if err == nil {
-			_ = e.c.CiliumEndpointSlices().Delete(ctx, got.Name, metav1.DeleteOptions{})
-		}
+		_, err := e.c.CiliumEndpointSlices().Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err != nil && strings.Contains(err.Error(), "denied")
 	})
 
-	ctl := e.start(slicer.Config{ErrorThreshold: 3, RetryBaseDelay: 5 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond})
-	e.createCEPs(ctx, ns, "p", 3, 1)
-	eventually(t, "degraded", func() bool { return ctl.Status().Degraded })
-	s := ctl.Status()
-	if !strings.Contains(s.LastError, "denied") || s.DegradedReason == "" {
-		t.Errorf("degraded status: reason %q, last error %q", s.DegradedReason, s.LastError)
-	}
-	if err := adm.ValidatingAdmissionPolicyBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	e.converge(ctl, 100)
-	if s := ctl.Status(); s.Degraded {
-		t.Errorf("still degraded after recovery: %s", s.DegradedReason)
+	return func() {
+		if err := adm.ValidatingAdmissionPolicyBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -54,7 +54,9 @@ func TestCoreEndpointFromCEP(t *testing.T) {
 		{"bad ipv4", func(c *ciliumv2.CiliumEndpoint) { c.Status.Networking.Addressing[0].IPV4 = "10.0.0.256" }, false, "status.networking.addressing[0].ipv4"},
 		{"ipv6 in the ipv4 field", func(c *ciliumv2.CiliumEndpoint) { c.Status.Networking.Addressing[0].IPV4 = "fd00::1" }, false, "status.networking.addressing[0].ipv4"},
 		{"ipv4 in the ipv6 field", func(c *ciliumv2.CiliumEndpoint) { c.Status.Networking.Addressing[0].IPV6 = "10.0.0.1" }, false, "status.networking.addressing[0].ipv6"},
-		{"null address pair", func(c *ciliumv2.CiliumEndpoint) { c.Status.Networking.Addressing = append(c.Status.Networking.Addressing, nil) }, false, "status.networking.addressing[1]"},
+		{"null address pair", func(c *ciliumv2.CiliumEndpoint) {
+			c.Status.Networking.Addressing = append(c.Status.Networking.Addressing, nil)
+		}, false, "status.networking.addressing[1]"},
 		{"bad node IP", func(c *ciliumv2.CiliumEndpoint) { c.Status.Networking.NodeIP = "node-1" }, false, "status.networking.node"},
 		{"bad protocol", func(c *ciliumv2.CiliumEndpoint) { c.Status.NamedPorts[0].Protocol = "HTTP" }, false, "status.named-ports[0].protocol"},
 		{"no networking at all", func(c *ciliumv2.CiliumEndpoint) { c.Status.Networking = nil }, true, ""},

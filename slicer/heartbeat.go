@@ -1,0 +1,118 @@
+package slicer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// DefaultHeartbeatLease is the Lease the [Controller] renews and the [Watcher] reads by default.
+const DefaultHeartbeatLease = "kube-system/ceskit-slicer"
+
+// Heartbeat annotations on the controller's Lease.
+const (
+	// StateAnnotation holds the controller's state: [StateSyncing] until every slice has been
+	// written once since the start, then [StateReady]; [StateDegraded] while Degraded;
+	// [StateStopped] after Run returned. Only ready slices are complete.
+	StateAnnotation = "ceskit.io/slicer-state"
+	// ReasonAnnotation holds why the controller is Degraded.
+	ReasonAnnotation = "ceskit.io/slicer-reason"
+
+	StateSyncing  = "syncing"
+	StateReady    = "ready"
+	StateDegraded = "degraded"
+	StateStopped  = "stopped"
+)
+
+func splitLease(s string) (namespace, name string, err error) {
+	namespace, name, ok := strings.Cut(s, "/")
+	if !ok || namespace == "" || name == "" {
+		return "", "", fmt.Errorf(`must be "namespace/name"`)
+	}
+	for _, part := range []string{namespace, name} {
+		if errs := validation.IsDNS1123Subdomain(part); len(errs) > 0 {
+			return "", "", fmt.Errorf("%q: %s", part, strings.Join(errs, "; "))
+		}
+	}
+	return namespace, name, nil
+}
+
+// heartbeat renews the controller's Lease until ctx ends, then marks it stopped.
+func (c *Controller) heartbeat(ctx context.Context) {
+	if c.cfg.Shadow || c.cfg.HeartbeatLease == "-" {
+		return
+	}
+	ns, name, _ := splitLease(c.cfg.HeartbeatLease)
+	t := c.cfg.Clock.NewTicker(c.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		state, reason := c.heartbeatState()
+		if err := c.renew(ctx, ns, name, state, reason); err != nil && ctx.Err() == nil {
+			c.log.Warn("renew heartbeat lease", "lease", c.cfg.HeartbeatLease, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = c.renew(stopCtx, ns, name, StateStopped, "controller stopped")
+			cancel()
+			return
+		case <-t.C():
+		case <-c.beat:
+		}
+	}
+}
+
+func (c *Controller) renew(ctx context.Context, ns, name, state, reason string) error {
+	api := c.client.Kube.CoordinationV1().Leases(ns)
+	now := metav1.NewMicroTime(c.cfg.Clock.Now())
+	seconds := int32(c.cfg.HeartbeatInterval.Seconds() * 3)
+	lease, err := api.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		lease.Annotations = map[string]string{StateAnnotation: state, ReasonAnnotation: reason}
+		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: ptrTo("ceskit-slicer"), LeaseDurationSeconds: &seconds, RenewTime: &now}
+		_, err = api.Create(ctx, lease, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	lease = lease.DeepCopy()
+	if lease.Annotations == nil {
+		lease.Annotations = map[string]string{}
+	}
+	lease.Annotations[StateAnnotation], lease.Annotations[ReasonAnnotation] = state, reason
+	lease.Spec.RenewTime, lease.Spec.LeaseDurationSeconds = &now, &seconds
+	_, err = api.Update(ctx, lease, metav1.UpdateOptions{})
+	return err
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// heartbeatState is the state the lease reports. Once every slice is in sync and nothing is
+// queued, the controller counts as converged until it stops.
+func (c *Controller) heartbeatState() (state, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.degraded {
+		return StateDegraded, c.degradedWhy
+	}
+	if !c.converged {
+		if c.queue.Len() > 0 {
+			return StateSyncing, "slices being written"
+		}
+		for _, s := range c.m.slices {
+			if !c.m.inSync(s) {
+				return StateSyncing, "slices being written"
+			}
+		}
+		c.converged = true
+	}
+	return StateReady, ""
+}
