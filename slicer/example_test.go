@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -168,4 +169,52 @@ func ExampleCRDs() {
 	// Output:
 	// ciliumendpoints.cilium.io Namespaced [cep ciliumep]
 	// ciliumendpointslices.cilium.io Cluster [ces]
+}
+
+// A node agent's view of every endpoint, fed by the slices and falling back to CiliumEndpoints
+// when they are unavailable.
+func ExampleWatcher() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client, err := slicer.NewClient(restConfig())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	events := make(chan string, 10)
+	w, err := slicer.NewWatcher(client, slicer.HandlerFuncs{
+		Updated: func(old, ep *slicer.Endpoint) {
+			if old == nil && ep.Key() == "default/cache-0" {
+				events <- fmt.Sprintf("add %s identity %d", ep.Key(), ep.IdentityID)
+			}
+		},
+	}, slicer.WatcherConfig{Source: slicer.SourceCiliumEndpoints}) // a cluster without slices
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	cep := &ciliumv2.CiliumEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "cache-0", Namespace: "default"},
+		Status: ciliumv2.EndpointStatus{
+			Identity:   &ciliumv2.EndpointIdentity{ID: 5150},
+			Networking: &ciliumv2.EndpointNetworking{Addressing: ciliumv2.AddressPairList{{IPV4: "10.9.0.5"}}},
+		},
+	}
+	if _, err := client.CiliumEndpoints("default").Create(ctx, cep, metav1.CreateOptions{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CiliumEndpoints("default").Delete(context.Background(), "cache-0", metav1.DeleteOptions{})
+	fmt.Println(<-events)
+	ep, ok := w.LookupIP(netip.MustParseAddr("10.9.0.5"))
+	fmt.Println(ep.Name, ok, w.Status().Source)
+	cancel()
+	fmt.Println("run:", <-done)
+	// Output:
+	// add default/cache-0 identity 5150
+	// cache-0 true ciliumendpoints
+	// run: <nil>
 }

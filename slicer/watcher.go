@@ -106,6 +106,11 @@ func (NopWatcherMetrics) Drift(int)                           {}
 
 // WatcherConfig holds a [Watcher]'s settings. The zero value is valid.
 type WatcherConfig struct {
+	// Source pins the watcher to one source: [SourceCiliumEndpoints] for clusters that do not
+	// use slices (per-endpoint management, FR5.1), or [SourceSlices] with no fallback. Default
+	// "": slices, falling back to CiliumEndpoints when they are unavailable.
+	Source Source
+
 	// HeartbeatLease is the "namespace/name" of the [Controller]'s heartbeat Lease. When it says
 	// Degraded or stopped, is missing, or was not renewed for StaleAfter, the slices count as
 	// unavailable and the watcher falls back to CiliumEndpoints. Default
@@ -136,6 +141,11 @@ type WatcherConfig struct {
 func (c WatcherConfig) Validate() error {
 	bad := func(field string, value any, reason string) error {
 		return &ConfigError{Field: field, Value: fmt.Sprint(value), Reason: reason}
+	}
+	switch c.Source {
+	case "", SourceSlices, SourceCiliumEndpoints:
+	default:
+		return bad("Source", c.Source, `must be "", "ciliumendpointslices" or "ciliumendpoints"`)
 	}
 	if c.HeartbeatLease != "" && c.HeartbeatLease != "-" {
 		if _, _, err := splitLease(c.HeartbeatLease); err != nil {
@@ -200,6 +210,8 @@ type WatcherStatus struct {
 	Adds     int64 `json:"adds"`
 	Updates  int64 `json:"updates"`
 	Deletes  int64 `json:"deletes"`
+	// SourceEvents counts the watch events the sources delivered (slices or endpoints).
+	SourceEvents int64 `json:"sourceEvents"`
 	// Drift counts endpoints the consistency checks repaired; Checks the checks run.
 	Drift  int64 `json:"drift"`
 	Checks int64 `json:"checks"`
@@ -421,6 +433,9 @@ func sleepCtx(ctx context.Context, clk clock.WithTicker, d time.Duration) bool {
 
 // evaluate decides which source should be in use, and why.
 func (w *Watcher) evaluate(ctx context.Context) (Source, string) {
+	if w.cfg.Source != "" {
+		return w.cfg.Source, "pinned by configuration"
+	}
 	served, err := w.served(ctx, ciliumv2alpha1.SchemeGroupVersion.String(), "ciliumendpointslices")
 	switch {
 	case err != nil:
@@ -480,8 +495,13 @@ func (w *Watcher) maybeSwitch(ctx context.Context) {
 	want, reason := w.evaluate(ctx)
 	w.mu.Lock()
 	cur := w.active
+	same := cur != nil && cur.kind == want
+	if same && w.reason != reason && ctx.Err() == nil {
+		w.log.Info("endpoint source reason changed", "source", want, "reason", reason)
+		w.reason = reason
+	}
 	w.mu.Unlock()
-	if ctx.Err() != nil || (cur != nil && cur.kind == want) {
+	if ctx.Err() != nil || same {
 		return
 	}
 	if want == SourceCiliumEndpoints {
@@ -567,6 +587,7 @@ func (w *Watcher) newSource(kind Source) *source {
 		if w.active != src {
 			return // not (yet, or any more) the active source: its store is read at the switch
 		}
+		w.status.SourceEvents++
 		for _, k := range w.applyLocked(src, obj, deleted) {
 			w.reconcileLocked(k)
 		}
