@@ -129,10 +129,7 @@ func NewSlicerMetrics(reg prometheus.Registerer) (*SlicerMetrics, error) {
 		m.writes.WithLabelValues(verb)
 	}
 
-	collectors := []struct {
-		name string
-		c    prometheus.Collector
-	}{
+	if err := registerAll(reg, "slicer", []namedCollector{
 		{"cilium_operator_number_of_ceps_per_ces", m.cepsPerCES},
 		{"cilium_operator_number_of_cep_changes_per_ces", m.cepChanges},
 		{"cilium_operator_ces_sync_total", m.syncs},
@@ -144,14 +141,8 @@ func NewSlicerMetrics(reg prometheus.Registerer) (*SlicerMetrics, error) {
 		{"ceskit_slicer_echoes_suppressed_total", m.echoes},
 		{"ceskit_slicer_slices", m.slices},
 		{"ceskit_slicer_degraded", m.degraded},
-	}
-	for i, c := range collectors {
-		if err := reg.Register(c.c); err != nil {
-			for _, done := range collectors[:i] {
-				reg.Unregister(done.c)
-			}
-			return nil, fmt.Errorf("register slicer metric %s: %w", c.name, err)
-		}
+	}); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -253,4 +244,23 @@ func (m *SlicerMetrics) Degraded(degraded bool) {
 		v = 1
 	}
 	m.degraded.Set(v)
+}
+
+type namedCollector struct {
+	name string
+	c    prometheus.Collector
+}
+
+// registerAll registers every collector with reg, or none: on a failure it unregisters those
+// already registered and returns an error naming the metric.
+func registerAll(reg prometheus.Registerer, what string, cs []namedCollector) error {
+	for i, c := range cs {
+		if err := reg.Register(c.c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done.c)
+			}
+			return fmt.Errorf("register %s metric %s: %w", what, c.name, err)
+		}
+	}
+	return nil
 }
