@@ -235,16 +235,10 @@ func benchPropagation(b *testing.B, maxPerSlice int) {
 			sw, stopWatch := watchSlices(b, e)
 			own.reset()
 			before := ctl.Status()
-			r := rand.New(rand.NewPCG(7, 8))
-			live := map[string][]string{}
-			for _, ns := range nss {
-				for _, c := range ceps(b, e, ns) {
-					live[ns] = append(live[ns], c.Name)
-				}
-			}
+			ch := newChangeMix(b, e, nss, 7, 5000, "p")
 			tick := time.NewTicker(time.Second / rate)
 			end := time.Now().Add(churnFor)
-			changes, next := 0, perNS
+			changes := 0
 			var writeLat []time.Duration
 			var wg sync.WaitGroup
 			var latMu sync.Mutex
@@ -254,38 +248,8 @@ func benchPropagation(b *testing.B, maxPerSlice int) {
 				if now.After(end) {
 					break
 				}
-				ns := nss[r.IntN(nsCount)]
-				api := e.c.CiliumEndpoints(ns)
-				names := live[ns]
-				i := r.IntN(len(names))
-				victim := names[i]
-				key := ns + "/" + victim
-				var send func() error
-				switch changes % 3 {
-				case 0: // identity change
-					id := int64(5000 + r.IntN(50000))
-					sw.want(key, id, time.Now())
-					patch := fmt.Appendf(nil, `{"status":{"identity":{"id":%d}}}`, id)
-					send = func() error {
-						_, err := api.Patch(ctx, victim, types.MergePatchType, patch, metav1.PatchOptions{})
-						return err
-					}
-				case 1: // pod deleted
-					sw.want(key, 0, time.Now())
-					live[ns] = slices.Delete(names, i, i+1)
-					send = func() error { return api.Delete(ctx, victim, metav1.DeleteOptions{}) }
-				default: // pod created
-					name := fmt.Sprintf("p-%d", next)
-					next++
-					key = ns + "/" + name
-					sw.want(key, 1001, time.Now())
-					live[ns] = append(names, name)
-					cep := newCEP(ns, name, 1001, next)
-					send = func() error {
-						_, err := api.Create(ctx, cep, metav1.CreateOptions{})
-						return err
-					}
-				}
+				key, id, send := ch.next(ctx, changes)
+				sw.want(key, id, time.Now())
 				changes++
 				wg.Go(func() {
 					start := time.Now()
@@ -469,4 +433,67 @@ func (m *propagationMetrics) sorted() []time.Duration {
 	out := slices.Clone(m.lat)
 	slices.Sort(out)
 	return out
+}
+
+// changeMix generates a 1:1:1 mix of identity changes, deletes and creates of CiliumEndpoints over
+// namespaces, tracking which endpoints live so each change is real: a repeated identity patch
+// would be a no-op, which the API server does not even report as an event.
+type changeMix struct {
+	e      *env
+	r      *rand.Rand
+	nss    []string
+	live   map[string][]string
+	idBase int64  // identities are drawn from [idBase, idBase+50000)
+	prefix string // names of created endpoints
+	seq    int
+}
+
+func newChangeMix(b *testing.B, e *env, nss []string, seed uint64, idBase int64, prefix string) *changeMix {
+	ch := &changeMix{e: e, r: rand.New(rand.NewPCG(seed, 12)), nss: nss, live: map[string][]string{}, idBase: idBase, prefix: prefix}
+	for _, ns := range nss {
+		for _, c := range ceps(b, e, ns) {
+			ch.live[ns] = append(ch.live[ns], c.Name)
+		}
+	}
+	return ch
+}
+
+// total is the number of live endpoints.
+func (ch *changeMix) total() int {
+	n := 0
+	for _, names := range ch.live {
+		n += len(names)
+	}
+	return n
+}
+
+// next picks change number i: the endpoint key it affects, the identity it will have (0 when
+// deleted), and the API call that makes it.
+func (ch *changeMix) next(ctx context.Context, i int) (key string, id int64, send func() error) {
+	ns := ch.nss[ch.r.IntN(len(ch.nss))]
+	api := ch.e.c.CiliumEndpoints(ns)
+	names := ch.live[ns]
+	j := ch.r.IntN(len(names))
+	victim := names[j]
+	switch i % 3 {
+	case 0: // identity change
+		id = ch.idBase + int64(ch.r.IntN(50000))
+		patch := fmt.Appendf(nil, `{"status":{"identity":{"id":%d}}}`, id)
+		return ns + "/" + victim, id, func() error {
+			_, err := api.Patch(ctx, victim, types.MergePatchType, patch, metav1.PatchOptions{})
+			return err
+		}
+	case 1: // pod deleted
+		ch.live[ns] = slices.Delete(names, j, j+1)
+		return ns + "/" + victim, 0, func() error { return api.Delete(ctx, victim, metav1.DeleteOptions{}) }
+	default: // pod created
+		ch.seq++
+		name := fmt.Sprintf("%s-new-%d", ch.prefix, ch.seq)
+		ch.live[ns] = append(names, name)
+		cep := newCEP(ns, name, 1001, ch.seq)
+		return ns + "/" + name, 1001, func() error {
+			_, err := api.Create(ctx, cep, metav1.CreateOptions{})
+			return err
+		}
+	}
 }

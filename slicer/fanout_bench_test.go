@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -13,9 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ceskit/ceskit/slicer"
 )
@@ -121,13 +117,13 @@ func runFanout(b *testing.B, e *env, nss []string, nodes int, churnFor time.Dura
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	exp := &expectations{want: map[string]fanoutChange{}}
-	live, total := map[string][]string{}, 0
-	for _, ns := range nss {
-		for _, c := range ceps(b, e, ns) {
-			live[ns] = append(live[ns], c.Name)
-			total++
-		}
+	// Each mode its own sequence, identity range and names.
+	idBase := int64(5000)
+	if source == slicer.SourceCiliumEndpoints {
+		idBase = 60000
 	}
+	ch := newChangeMix(b, e, nss, uint64(idBase), idBase, "f-"+mode)
+	total := ch.total()
 	fleet := make([]*fanoutNode, nodes)
 	var wg sync.WaitGroup
 	for i := range fleet {
@@ -167,52 +163,15 @@ func runFanout(b *testing.B, e *env, nss []string, nodes int, churnFor time.Dura
 		syncBytes[i], events0[i] = n.bytes.Load(), n.w.Status().SourceEvents
 	}
 
-	// Each mode its own sequence and identity range: repeating the first mode's identity changes
-	// would be no-op patches, which produce no watch event at all.
-	base := int64(5000)
-	if source == slicer.SourceCiliumEndpoints {
-		base = 60000
-	}
-	r := rand.New(rand.NewPCG(uint64(base), 12))
 	tick := time.NewTicker(time.Second / 50)
 	end := time.Now().Add(churnFor)
-	changes, next := 0, 1_000_000
+	changes := 0
 	var sends sync.WaitGroup
 	for now := range tick.C {
 		if now.After(end) {
 			break
 		}
-		ns := nss[r.IntN(len(nss))]
-		apiNS := e.c.CiliumEndpoints(ns)
-		names := live[ns]
-		i := r.IntN(len(names))
-		victim := names[i]
-		var key string
-		var id int64
-		var send func() error
-		switch changes % 3 {
-		case 0:
-			key, id = ns+"/"+victim, base+int64(r.IntN(50000))
-			patch := fmt.Appendf(nil, `{"status":{"identity":{"id":%d}}}`, id)
-			send = func() error {
-				_, err := apiNS.Patch(ctx, victim, types.MergePatchType, patch, metav1.PatchOptions{})
-				return err
-			}
-		case 1:
-			key, id = ns+"/"+victim, 0
-			live[ns] = slices.Delete(names, i, i+1)
-			send = func() error { return apiNS.Delete(ctx, victim, metav1.DeleteOptions{}) }
-		default:
-			name := fmt.Sprintf("f-%s-%d", mode, next)
-			next++
-			key, id = ns+"/"+name, 1001
-			live[ns] = append(names, name)
-			cep := newCEP(ns, name, 1001, next)
-			send = func() error {
-				_, err := apiNS.Create(ctx, cep, metav1.CreateOptions{})
-				return err
-			}
-		}
+		key, id, send := ch.next(ctx, changes)
 		changes++
 		exp.mu.Lock()
 		exp.want[key] = fanoutChange{id: id, sent: time.Now()}
