@@ -184,7 +184,9 @@ func newInformer[T runtime.Object, L runtime.Object](
 }
 
 // Run starts the informers, waits for their caches, adopts the existing slices and then keeps
-// the slices right until ctx ends. It returns after every goroutine it started has stopped.
+// the slices right, renewing the heartbeat Lease, until ctx ends. It returns after every
+// goroutine it started has stopped, or at once with an error wrapping [ErrCRDMissing] when the
+// API server does not serve the resources it watches.
 func (c *Controller) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("slicer controller: Run called twice")

@@ -8,7 +8,10 @@
 //     cep) and [github.com/ceskit/ceskit/slicer/ciliumv2alpha1] (CiliumEndpointSlice, short name
 //     ces), their CRDs ([CRDs], [InstallCRDs]) and typed clients ([Client]);
 //   - the operator-side [Controller], which keeps every live endpoint in exactly one slice of
-//     its namespace, configured through [Config].
+//     its namespace, configured through [Config], and publishes a heartbeat Lease;
+//   - the node-side [Watcher], which keeps a view of every endpoint (by name and by IP), reports
+//     each change once to a [Handler], and falls back to CiliumEndpoints when the slices are
+//     unavailable and back when they recover, configured through [WatcherConfig].
 //
 // A minimal operator:
 //
@@ -17,6 +20,13 @@
 //	ctl, err := slicer.New(client, slicer.Config{MaxEndpointsPerSlice: 100})
 //	if err != nil { ... }
 //	go ctl.Run(ctx)
+//
+// A node agent:
+//
+//	w, err := slicer.NewWatcher(client, handler, slicer.WatcherConfig{})
+//	if err != nil { ... }
+//	go w.Run(ctx)
+//	ep, ok := w.LookupIP(addr)
 //
 // On managed AKS, where Cilium's operator already owns the slices, set [Config].Shadow: the
 // controller computes its slices and reports the difference ([Controller.Diff]) without

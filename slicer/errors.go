@@ -25,6 +25,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error describes the field, its value and the rule it breaks.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("invalid slicer config: %s=%s: %s", e.Field, e.Value, e.Reason)
 }
@@ -44,6 +45,7 @@ type EndpointError struct {
 	Reason string
 }
 
+// Error names the endpoint, the field, its value and the rule it breaks.
 func (e *EndpointError) Error() string {
 	return fmt.Sprintf("invalid endpoint %s: %s=%q: %s", e.Endpoint, e.Field, e.Value, e.Reason)
 }

@@ -39,15 +39,34 @@ type Metrics interface {
 // NopMetrics discards every measurement. Its zero value is ready to use.
 type NopMetrics struct{}
 
-func (NopMetrics) EndpointsPerSlice(int)               {}
-func (NopMetrics) EndpointChanges(string, int)         {}
-func (NopMetrics) Sync(string, string)                 {}
+// EndpointsPerSlice does nothing.
+func (NopMetrics) EndpointsPerSlice(int) {}
+
+// EndpointChanges does nothing.
+func (NopMetrics) EndpointChanges(string, int) {}
+
+// Sync does nothing.
+func (NopMetrics) Sync(string, string) {}
+
+// QueueingDelay does nothing.
 func (NopMetrics) QueueingDelay(string, time.Duration) {}
-func (NopMetrics) Propagation(time.Duration)           {}
-func (NopMetrics) Write(string, int)                   {}
-func (NopMetrics) Conflict()                           {}
-func (NopMetrics) EchoSuppressed()                     {}
-func (NopMetrics) Slices(int, int)                     {}
-func (NopMetrics) Degraded(bool)                       {}
+
+// Propagation does nothing.
+func (NopMetrics) Propagation(time.Duration) {}
+
+// Write does nothing.
+func (NopMetrics) Write(string, int) {}
+
+// Conflict does nothing.
+func (NopMetrics) Conflict() {}
+
+// EchoSuppressed does nothing.
+func (NopMetrics) EchoSuppressed() {}
+
+// Slices does nothing.
+func (NopMetrics) Slices(int, int) {}
+
+// Degraded does nothing.
+func (NopMetrics) Degraded(bool) {}
 
 var _ Metrics = NopMetrics{}

@@ -99,10 +99,17 @@ type WatcherMetrics interface {
 // NopWatcherMetrics discards every measurement.
 type NopWatcherMetrics struct{}
 
-func (NopWatcherMetrics) SourceInUse(string)                  {}
+// SourceInUse does nothing.
+func (NopWatcherMetrics) SourceInUse(string) {}
+
+// SourceSwitch does nothing.
 func (NopWatcherMetrics) SourceSwitch(string, string, string) {}
-func (NopWatcherMetrics) EndpointEvent(string)                {}
-func (NopWatcherMetrics) Drift(int)                           {}
+
+// EndpointEvent does nothing.
+func (NopWatcherMetrics) EndpointEvent(string) {}
+
+// Drift does nothing.
+func (NopWatcherMetrics) Drift(int) {}
 
 // WatcherConfig holds a [Watcher]'s settings. The zero value is valid.
 type WatcherConfig struct {
