@@ -14,7 +14,7 @@ lab: $(CONTROLPLANE)
 test: $(CONTROLPLANE)
 	$(GO) test -race -count=1 ./...
 
-## bench: the slicer benchmarks against the real API server (about 6 minutes).
+## bench: the slicer benchmarks against the real API server (about 5 minutes).
 bench: $(CONTROLPLANE)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./slicer/
 
