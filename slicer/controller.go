@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -77,6 +78,7 @@ type Controller struct {
 	diffs       map[string]SliceDiff
 	deletedUIDs map[types.UID]time.Time // slices this controller deleted, to ignore their late events
 	consecutive int                     // consecutive failed syncs, controller-wide
+	failing     map[string]bool         // slices with ErrorThreshold or more consecutive failures
 	degraded    bool
 	degradedWhy string
 	converged   bool // every slice written once since the start (heartbeat state ready)
@@ -115,12 +117,13 @@ func New(client *Client, cfg Config) (*Controller, error) {
 		invalid:      map[string]*EndpointError{},
 		diffs:        map[string]SliceDiff{},
 		deletedUIDs:  map[types.UID]time.Time{},
+		failing:      map[string]bool{},
 		limiter:      newWriteLimiter(cfg.Clock, cfg.RateLimits),
 	}
 	for _, ns := range cfg.PriorityNamespaces {
 		c.prioNS[ns] = true
 	}
-	c.m = newModel(cfg.MaxEndpointsPerSlice, cfg.GroupByIdentity, rand.Uint64(), cfg.Clock.Now, c.markDirty)
+	c.m = newModel(cfg.MaxEndpointsPerSlice, cfg.GroupByIdentity, rand.Uint64(), c.markDirty)
 
 	c.fq = &fairQueue{classify: c.isPrioritySlice, weight: cfg.PriorityWeight, clock: cfg.Clock, metrics: cfg.Metrics}
 	base := workqueue.NewTypedWithConfig(workqueue.TypedQueueConfig[string]{Name: "ces_slices", Clock: cfg.Clock, Queue: c.fq})
@@ -544,6 +547,7 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		if s != nil {
 			s.failures = 0
 		}
+		delete(c.failing, name)
 		c.evaluateDegraded()
 		return true
 	}
@@ -552,6 +556,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	c.lastErr, c.lastErrAt = err, c.cfg.Clock.Now()
 	if s != nil {
 		s.failures++
+		if s.failures >= c.cfg.ErrorThreshold {
+			c.failing[name] = true
+		}
 	}
 	c.metrics.Sync("fail", "transient")
 	c.log.Warn("slice sync failed; will retry", "slice", name, "error", err, "retries", c.queue.NumRequeues(name))
@@ -561,17 +568,18 @@ func (c *Controller) processNext(ctx context.Context) bool {
 }
 
 // evaluateDegraded sets Degraded when the controller as a whole, or any one slice, has failed
-// ErrorThreshold times in a row. c.mu is held.
+// ErrorThreshold times in a row (tracked in c.failing, so this never scans the slices). c.mu is
+// held.
 func (c *Controller) evaluateDegraded() {
 	why := ""
 	if c.consecutive >= c.cfg.ErrorThreshold {
 		why = fmt.Sprintf("%d consecutive failed syncs", c.consecutive)
-	} else {
-		for _, s := range c.m.slices {
-			if s.failures >= c.cfg.ErrorThreshold {
-				why = fmt.Sprintf("slice %s failed %d times in a row", s.name, s.failures)
-				break
-			}
+	} else if len(c.failing) > 0 {
+		name := slices.Min(slices.Collect(maps.Keys(c.failing)))
+		if s := c.m.slices[name]; s != nil {
+			why = fmt.Sprintf("slice %s failed %d times in a row", name, s.failures)
+		} else {
+			why = fmt.Sprintf("slice %s failed %d times in a row", name, c.cfg.ErrorThreshold)
 		}
 	}
 	if (why != "") == c.degraded {

@@ -2,7 +2,6 @@ package slicer_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -288,15 +287,13 @@ func slicesOf(st state, ns string) []ciliumv2alpha1.CiliumEndpointSlice {
 
 func writes(s slicer.Status) int64 { return s.Creates + s.Updates + s.Deletes }
 
-var errTimeout = errors.New("timeout")
-
 // eventually polls cond every 20 ms for up to 30 s.
 func eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("%s: %v after 30s", what, errTimeout)
+			tb.Fatalf("%s: not reached in 30s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

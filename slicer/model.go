@@ -21,7 +21,6 @@ type model struct {
 	max             int
 	groupByIdentity bool
 	rand            *rand.Rand
-	now             func() time.Time
 	// dirty is called for every slice whose desired content may have changed.
 	dirty func(*slice)
 
@@ -75,9 +74,9 @@ type group struct {
 	size   int       // endpoints in the group, each counted once
 }
 
-func newModel(max int, groupByIdentity bool, seed uint64, now func() time.Time, dirty func(*slice)) *model {
+func newModel(max int, groupByIdentity bool, seed uint64, dirty func(*slice)) *model {
 	return &model{
-		max: max, groupByIdentity: groupByIdentity, now: now, dirty: dirty,
+		max: max, groupByIdentity: groupByIdentity, dirty: dirty,
 		rand:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		endpoints: map[string]*endpoint{},
 		slices:    map[string]*slice{},
@@ -240,13 +239,40 @@ func (m *model) desired(s *slice) *ciliumv2alpha1.CiliumEndpointSlice {
 	return out
 }
 
-// inSync reports whether the observed object already holds the desired content.
+// inSync reports whether the observed object already holds the desired content. It copies
+// nothing: it is called for every event, sync, resync and status.
 func (m *model) inSync(s *slice) bool {
-	want := m.desired(s)
-	if want == nil || s.observed == nil {
-		return want == nil && s.observed == nil
+	o := s.observed
+	if len(s.members) == 0 || o == nil {
+		return len(s.members) == 0 && o == nil
 	}
-	return sameContent(want, s.observed)
+	if o.Namespace != s.ns || len(o.Endpoints) != len(s.members) {
+		return false
+	}
+	// Equal lengths and every observed entry matching a distinct member means the same set; the
+	// entries are distinct when sorted strictly by name (as this controller writes them),
+	// otherwise a set tells.
+	var seen map[string]bool
+	if !slices.IsSortedFunc(o.Endpoints, func(x, y ciliumv2alpha1.CoreCiliumEndpoint) int { return cmp.Compare(x.Name, y.Name) }) {
+		seen = make(map[string]bool, len(o.Endpoints))
+	}
+	for i := range o.Endpoints {
+		ep := &o.Endpoints[i]
+		if i > 0 && seen == nil && o.Endpoints[i-1].Name == ep.Name {
+			return false
+		}
+		if seen != nil {
+			if seen[ep.Name] {
+				return false
+			}
+			seen[ep.Name] = true
+		}
+		e := s.members[s.ns+"/"+ep.Name]
+		if e == nil || !equality.Semantic.DeepEqual(e.core, *ep) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameContent(a, b *ciliumv2alpha1.CiliumEndpointSlice) bool {

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -14,7 +13,7 @@ import (
 
 func testModel(max int, byIdentity bool) (*model, map[string]int) {
 	dirty := map[string]int{}
-	m := newModel(max, byIdentity, 1, time.Now, func(s *slice) { dirty[s.name]++ })
+	m := newModel(max, byIdentity, 1, func(s *slice) { dirty[s.name]++ })
 	return m, dirty
 }
 
@@ -239,4 +238,38 @@ func containsRune(s string, r rune) bool {
 		}
 	}
 	return false
+}
+
+func TestInSyncComparesAsSets(t *testing.T) {
+	m, _ := testModel(10, false)
+	m.upsert("a/x", "a", ep("x", 1))
+	m.upsert("a/y", "a", ep("y", 2))
+	s := m.endpoints["a/x"].slice
+	obs := func(eps ...ciliumv2alpha1.CoreCiliumEndpoint) *ciliumv2alpha1.CiliumEndpointSlice {
+		return &ciliumv2alpha1.CiliumEndpointSlice{Namespace: "a", Endpoints: eps}
+	}
+	for _, tc := range []struct {
+		name string
+		obs  *ciliumv2alpha1.CiliumEndpointSlice
+		want bool
+	}{
+		{"same, sorted", obs(ep("x", 1), ep("y", 2)), true},
+		{"same, unsorted", obs(ep("y", 2), ep("x", 1)), true},
+		{"duplicate, sorted", obs(ep("x", 1), ep("x", 1)), false},
+		{"duplicate, unsorted", obs(ep("y", 2), ep("x", 1), ep("y", 2)), false},
+		{"changed identity", obs(ep("x", 1), ep("y", 3)), false},
+		{"missing", obs(ep("x", 1)), false},
+		{"other namespace", &ciliumv2alpha1.CiliumEndpointSlice{Namespace: "b", Endpoints: []ciliumv2alpha1.CoreCiliumEndpoint{ep("x", 1), ep("y", 2)}}, false},
+		{"absent", nil, false},
+	} {
+		s.observed = tc.obs
+		got := m.inSync(s)
+		if got != tc.want {
+			t.Errorf("%s: inSync = %v, want %v", tc.name, got, tc.want)
+		}
+		// The allocation-free check agrees with comparing the built object.
+		if tc.obs != nil && sameContent(m.desired(s), tc.obs) != got {
+			t.Errorf("%s: inSync disagrees with sameContent", tc.name)
+		}
+	}
 }
