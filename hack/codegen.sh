@@ -8,5 +8,9 @@ if [ ! -x "$bin/controller-gen" ]; then
 	(cd hack/tools && go build -o "$bin/controller-gen" sigs.k8s.io/controller-tools/cmd/controller-gen)
 fi
 header=hack/boilerplate.go.txt
-"$bin/controller-gen" object:headerFile="$header" paths=./slicer/...
-"$bin/controller-gen" crd:crdVersions=v1 paths=./slicer/... output:crd:artifacts:config=slicer/crds
+# API type packages and the directory their CRD manifests go to.
+for api in slicer/ciliumv2:slicer/crds slicer/ciliumv2alpha1:slicer/crds identity/ciliumv2:identity/crds; do
+	pkg=${api%%:*} out=${api##*:}
+	"$bin/controller-gen" object:headerFile="$header" paths=./$pkg
+	"$bin/controller-gen" crd:crdVersions=v1 paths=./$pkg output:crd:artifacts:config=$out
+done

@@ -19,6 +19,21 @@
 //	...
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
-// Imports flow one way: slicer may name observe, observe never imports slicer. Go interfaces
-// are satisfied structurally, so [SlicerMetrics] needs no import of the interface it implements.
+// [IdentityMetrics] implements the Metrics interface of the identity allocator and garbage
+// collector (github.com/ceskit/ceskit/identity); one value serves both. The garbage collector's
+// metrics keep Cilium's operator names (cilium_operator_identity_gc_*, with Cilium's constant
+// label identity_type="crd"); the allocator's use the prefix ceskit_identity_. The full list is
+// on [NewIdentityMetrics] and in the package README:
+//
+//	m, err := observe.NewIdentityMetrics(reg)
+//	if err != nil {
+//		return err
+//	}
+//	alloc, err := identity.NewCRDAllocator(client, identity.Config{Metrics: m})
+//	...
+//	gc, err := identity.NewGC(client, identity.GCConfig{Metrics: m})
+//
+// Imports flow one way: slicer and identity may name observe, observe never imports them. Go
+// interfaces are satisfied structurally, so [SlicerMetrics] and [IdentityMetrics] need no import
+// of the interfaces they implement.
 package observe
