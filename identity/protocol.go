@@ -49,7 +49,9 @@ func (a *CRDAllocator) resolve(ctx context.Context, key string, lbls Labels) (Nu
 		k = a.known[ids[0]]
 	}
 	a.mu.RUnlock()
-	if k != nil {
+	// The cache answers alone only for an identity that has existed a while: a fresh one may be
+	// the creation of a round that is about to lose its verification and delete it again.
+	if k != nil && a.cfg.Clock.Since(k.created) >= freshAge {
 		id := ids[0]
 		if k.obj.Annotations[HeartbeatAnnotation] == "" {
 			return id, "cached", nil
@@ -197,7 +199,9 @@ func (a *CRDAllocator) round(ctx context.Context, key string, lbls Labels) (Nume
 func (a *CRDAllocator) claim(ctx context.Context, key string) (claim, error) {
 	a.mu.RLock()
 	var candidate NumericIdentity
-	if ids := a.keys[key]; len(ids) > 0 {
+	ids := a.keys[key]
+	exists := len(ids) > 0
+	if exists {
 		candidate = ids[0]
 	}
 	a.mu.RUnlock()
@@ -207,18 +211,38 @@ func (a *CRDAllocator) claim(ctx context.Context, key string) (claim, error) {
 			return claim{}, err
 		}
 	}
+	leases := a.client.Kube.CoordinationV1().Leases(a.cfg.Namespace)
+	if exists {
+		// The key has an identity, so most likely a claim: read before trying to create.
+		l, err := leases.Get(ctx, ClaimName(key), metav1.GetOptions{})
+		if err == nil {
+			return a.checkClaim(l, key)
+		}
+		if !apierrors.IsNotFound(err) {
+			return claim{}, fmt.Errorf("get claim for %q: %w", key, err)
+		}
+	}
 	l, err := a.createClaim(ctx, key, candidate)
 	if apierrors.IsAlreadyExists(err) {
-		a.unpick(candidate)
+		if !exists {
+			a.unpick(candidate)
+		}
 		a.cfg.Metrics.Conflict("claim")
-		l, err = a.client.Kube.CoordinationV1().Leases(a.cfg.Namespace).Get(ctx, ClaimName(key), metav1.GetOptions{})
+		l, err = leases.Get(ctx, ClaimName(key), metav1.GetOptions{})
 		if err != nil {
 			return claim{}, fmt.Errorf("get claim for %q: %w", key, err)
 		}
 	} else if err != nil {
-		a.unpick(candidate)
+		if !exists {
+			a.unpick(candidate)
+		}
 		return claim{}, fmt.Errorf("create claim for %q: %w", key, err)
 	}
+	return a.checkClaim(l, key)
+}
+
+// checkClaim decodes a claim Lease and checks that it is the claim of key.
+func (a *CRDAllocator) checkClaim(l *coordinationv1.Lease, key string) (claim, error) {
 	c, err := claimFromLease(l)
 	if err != nil {
 		return claim{}, err
