@@ -91,9 +91,10 @@ type flight struct {
 // its CiliumIdentity is being created.
 const pendingTTL = 10 * time.Second
 
-// freshAge is how old an identity must be before the cache alone answers for it (creation
-// timestamps have one-second resolution, so this is 4–5 s in practice).
-const freshAge = 5 * time.Second
+// freshAge is how old an identity must be before the cache alone answers for it: younger, it may
+// be the creation of a round about to lose its verification. Creation timestamps have one-second
+// resolution, so this means at least one second; a round verifies within milliseconds.
+const freshAge = 2 * time.Second
 
 // errLostRace ends a protocol round that lost a race; the next round starts over.
 var errLostRace = errors.New("lost an allocation race")

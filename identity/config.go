@@ -15,7 +15,7 @@ import (
 const (
 	DefaultNamespace           = "kube-system"
 	DefaultHolderLeaseDuration = 30 * time.Second
-	DefaultHolderSyncDelay     = 100 * time.Millisecond
+	DefaultHolderSyncDelay     = time.Second
 	DefaultRestoreGracePeriod  = 2 * time.Minute
 	DefaultMaxAttempts         = 64
 	DefaultWarnRatio           = 0.9
@@ -48,8 +48,9 @@ type Config struct {
 	// allocator renews it every third of that. Minimum 3 s. Default: 30 s.
 	HolderLeaseDuration time.Duration
 
-	// HolderSyncDelay batches changes of the held set before the holder record is written.
-	// Default: 100 ms.
+	// HolderSyncDelay batches changes of the held set before the holder record is written: one
+	// write per delay at most, however many identities were allocated or released. It must stay
+	// well below [GCConfig.MinAge]. Default: 1 s.
 	HolderSyncDelay time.Duration
 
 	// RestoreGracePeriod is how long identities restored from the holder record at start stay

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // defaultPatterns is Cilium v1.20.2's default label filter
@@ -65,7 +67,8 @@ type FilterConfig struct {
 // labelPattern is one compiled filter rule.
 type labelPattern struct {
 	source string
-	expr   *regexp.Regexp
+	expr   *regexp.Regexp // as configured, for String
+	prefix *regexp.Regexp // expr anchored at the start of the key, for matching
 	ignore bool
 }
 
@@ -87,8 +90,10 @@ func (p labelPattern) match(l Label) (int, bool) {
 	if p.source != "" && p.source != l.Source {
 		return 0, false
 	}
-	loc := p.expr.FindStringIndex(l.Key)
-	if loc == nil || loc[0] != 0 {
+	// Anchoring finds the same match as Cilium's unanchored search that must start at 0 (the
+	// leftmost match is preferred), without scanning the rest of the key.
+	loc := p.prefix.FindStringIndex(l.Key)
+	if loc == nil {
 		return 0, false
 	}
 	return loc[1], true
@@ -112,6 +117,7 @@ func parsePattern(s string) (labelPattern, error) {
 		return labelPattern{}, err
 	}
 	p.expr = re
+	p.prefix = regexp.MustCompile("^(?:" + expr + ")")
 	return p, nil
 }
 
@@ -164,7 +170,14 @@ func (cfg FilterConfig) Validate() error {
 type Filter struct {
 	patterns    []labelPattern
 	includeOnly bool
+
+	// memo caches the verdict per "source:key" (values do not matter), up to memoMax entries:
+	// a cluster has few distinct label keys, and every allocation filters its labels.
+	memo  sync.Map
+	memoN atomic.Int64
 }
+
+const memoMax = 1 << 14
 
 // NewFilter validates cfg and compiles it.
 func NewFilter(cfg FilterConfig) (*Filter, error) {
@@ -203,6 +216,21 @@ func (f *Filter) Filter(l Labels) (relevant, ignored Labels) {
 // matching include must beat the shortest matching ignore; without any
 // configured include, a label no ignore pattern matches is kept too.
 func (f *Filter) relevant(l Label) bool {
+	mk := l.Source + ":" + l.Key
+	if v, ok := f.memo.Load(mk); ok {
+		return v.(bool)
+	}
+	r := f.evaluate(l)
+	if f.memoN.Load() < memoMax {
+		if _, loaded := f.memo.LoadOrStore(mk, r); !loaded {
+			f.memoN.Add(1)
+		}
+	}
+	return r
+}
+
+// evaluate applies the patterns to l.
+func (f *Filter) evaluate(l Label) bool {
 	included, ignored := 0, 0
 	for _, p := range f.patterns {
 		n, ok := p.match(l)

@@ -64,6 +64,12 @@ func (a *CRDAllocator) resolve(ctx context.Context, key string, lbls Labels) (Nu
 			return 0, "", err
 		}
 	}
+	if len(ids) > 0 {
+		// Known but fresh, or duplicated: the claim decides, one read.
+		if id, outcome, ok := a.byClaim(ctx, key); ok {
+			return id, outcome, nil
+		}
+	}
 	var lastErr error
 	backoff := 5 * time.Millisecond
 	for attempt := range a.cfg.MaxAttempts {
@@ -89,6 +95,26 @@ func (a *CRDAllocator) resolve(ctx context.Context, key string, lbls Labels) (Nu
 		lastErr = err
 	}
 	return 0, "", fmt.Errorf("allocate identity for %q: gave up after %d rounds: %w", key, a.cfg.MaxAttempts, lastErr)
+}
+
+// byClaim answers from the claim and the cache when the claim points at an identity of key the
+// cache holds, unmarked: one read. ok is false when a full round is needed.
+func (a *CRDAllocator) byClaim(ctx context.Context, key string) (NumericIdentity, string, bool) {
+	l, err := a.client.Kube.CoordinationV1().Leases(a.cfg.Namespace).Get(ctx, ClaimName(key), metav1.GetOptions{})
+	if err != nil {
+		return 0, "", false
+	}
+	c, err := a.checkClaim(l, key)
+	if err != nil {
+		return 0, "", false
+	}
+	a.mu.RLock()
+	k := a.known[c.id]
+	a.mu.RUnlock()
+	if k == nil || k.key != key || k.obj.Annotations[HeartbeatAnnotation] != "" {
+		return 0, "", false
+	}
+	return c.id, "cached", true
 }
 
 // isTransient reports API errors worth another round.
@@ -121,12 +147,9 @@ func (a *CRDAllocator) round(ctx context.Context, key string, lbls Labels) (Nume
 	cached := k != nil && k.key == key
 	a.mu.RUnlock()
 	if cached {
-		// Known to exist: a read confirms it, cheaper than a create that fails.
-		if cur, err = a.client.CiliumIdentities().Get(ctx, x.String(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			cur = nil
-		} else if err != nil {
-			return 0, "", fmt.Errorf("get identity %s: %w", x, err)
-		}
+		// Known to exist: no create that would fail. Should the cache be behind a deletion,
+		// the holder's repair re-creates the identity through the protocol.
+		cur = k.obj
 	}
 	if cur == nil {
 		cid, err := a.createIdentity(ctx, x, lbls)
