@@ -14,9 +14,9 @@ lab: $(CONTROLPLANE)
 test: $(CONTROLPLANE)
 	$(GO) test -race -count=1 ./...
 
-## bench: the slicer benchmarks against the real API server (about 5 minutes).
+## bench: the slicer and identity benchmarks against the real API server (about 9 minutes).
 bench: $(CONTROLPLANE)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./slicer/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./slicer/ ./identity/
 
 controlplane: $(CONTROLPLANE)
 
