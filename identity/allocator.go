@@ -230,6 +230,9 @@ func (a *CRDAllocator) observe(obj any) {
 	if old == nil || old.key != k.key {
 		if old != nil {
 			a.keys[old.key] = slices.DeleteFunc(a.keys[old.key], func(x NumericIdentity) bool { return x == id })
+			if len(a.keys[old.key]) == 0 {
+				delete(a.keys, old.key)
+			}
 		}
 		a.keys[k.key] = a.insertByAge(a.keys[k.key], id, k.created)
 	}

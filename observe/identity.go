@@ -63,9 +63,6 @@ type IdentityMetrics struct {
 //	ceskit_identity_conflicts_total                      counter{kind="claim"|"identity"|"update"}; lost races the protocol resolved
 //	ceskit_identity_writes_total                         counter{verb="create"|"update"|"delete", resource="ciliumidentities"|"leases"}; API writes
 //
-// The identity package reports a failed GC pass as outcome "failure"; IdentityMetrics records it
-// as Cilium's "fail", so Cilium's dashboards and alerts select it.
-//
 // Counter series with the label values the identity package documents (and the two GC run
 // series) start at 0, so rates and alerts work before the first event. The GC entries and
 // latency series appear with the first GC pass.
@@ -216,14 +213,11 @@ func (m *IdentityMetrics) GCEntries(status string, n int) {
 
 // GCRun counts one garbage-collection pass by outcome
 // (cilium_operator_identity_gc_runs{outcome,identity_type="crd"}) and sets its duration in
-// seconds (cilium_operator_identity_gc_latency{outcome,identity_type="crd"}). The outcome
-// "failure" is recorded as Cilium's "fail"; other values are recorded as given.
+// seconds (cilium_operator_identity_gc_latency{outcome,identity_type="crd"}). The identity
+// package reports Cilium's outcomes, "success" and "fail".
 func (m *IdentityMetrics) GCRun(outcome string, d time.Duration) {
 	if m == nil {
 		return
-	}
-	if outcome == "failure" {
-		outcome = "fail"
 	}
 	m.gcRuns.WithLabelValues(outcome).Inc()
 	m.gcLatency.WithLabelValues(outcome).Set(d.Seconds())

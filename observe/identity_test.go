@@ -112,7 +112,7 @@ func TestIdentityMetricsMethods(t *testing.T) {
 		call: func(m *observe.IdentityMetrics) {
 			m.GCRun("success", 3*time.Second)
 			m.GCRun("success", 1500*time.Millisecond)
-			m.GCRun("failure", 250*time.Millisecond)
+			m.GCRun("fail", 250*time.Millisecond)
 		},
 		want: map[string]float64{
 			`cilium_operator_identity_gc_runs{identity_type="crd",outcome="success"}`:    2,
