@@ -9,7 +9,7 @@ if [ ! -x "$bin/controller-gen" ]; then
 fi
 header=hack/boilerplate.go.txt
 # API type packages and the directory their CRD manifests go to.
-for api in slicer/ciliumv2:slicer/crds slicer/ciliumv2alpha1:slicer/crds identity/ciliumv2:identity/crds; do
+for api in slicer/ciliumv2:slicer/crds slicer/ciliumv2alpha1:slicer/crds identity/ciliumv2:identity/crds policy/ciliumv2:policy/crds; do
 	pkg=${api%%:*} out=${api##*:}
 	"$bin/controller-gen" object:headerFile="$header" paths=./$pkg
 	"$bin/controller-gen" crd:crdVersions=v1 paths=./$pkg output:crd:artifacts:config=$out

@@ -1,0 +1,984 @@
+package policy
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/ceskit/ceskit/identity"
+)
+
+// DefaultMapCapacity is Cilium's default policy map size (bpf-policy-map-max).
+const DefaultMapCapacity = 16384
+
+// Config holds the optional settings of an [Engine]. The zero value is valid.
+type Config struct {
+	// Mode decides whether CIDR rules select pod addresses. Default: ModeAKS (they do not).
+	Mode Mode
+
+	// MapCapacity is the number of map entries one endpoint may need (both directions). An
+	// endpoint over it gets an *OverflowError and a fail-closed, empty map. 256–65536, as
+	// Cilium's bpf-policy-map-max. Default: 16384.
+	MapCapacity int
+
+	// AuditNamespaces puts every NetworkPolicy and CiliumNetworkPolicy of these namespaces in
+	// audit mode: what they would deny is allowed and reported as Audit.
+	AuditNamespaces []string
+
+	// AuditPolicies puts these policies in audit mode.
+	AuditPolicies []PolicyRef
+
+	// Filter selects the identity-relevant labels of endpoints when the engine assigns
+	// identities. Default: identity.DefaultFilter().
+	Filter *identity.Filter
+
+	// DenyHostIngress stops the engine from allowing the local host (kubelet probes) into
+	// isolated endpoints, which Cilium allows by default (allow-localhost).
+	DenyHostIngress bool
+
+	// DNS configures the name cache that ObserveDNS feeds (TTL floor, addresses per name).
+	DNS DNSCacheConfig
+
+	// Logger receives the engine's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Validate reports the first bad field as a *[ConfigError].
+func (c Config) Validate() error {
+	if c.Mode != ModeAKS && c.Mode != ModeSpec {
+		return &ConfigError{Field: "Mode", Value: c.Mode.String(), Reason: "must be ModeAKS or ModeSpec"}
+	}
+	if c.MapCapacity != 0 && (c.MapCapacity < 256 || c.MapCapacity > 65536) {
+		return &ConfigError{Field: "MapCapacity", Value: fmt.Sprint(c.MapCapacity), Reason: "must be 0 (default 16384) or within 256–65536"}
+	}
+	if err := c.DNS.Validate(); err != nil {
+		return &ConfigError{Field: "DNS", Value: fmt.Sprintf("%+v", c.DNS), Reason: err.Error()}
+	}
+	for i, ns := range c.AuditNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return &ConfigError{Field: fmt.Sprintf("AuditNamespaces[%d]", i), Value: ns, Reason: errs[0]}
+		}
+	}
+	return nil
+}
+
+// Engine computes, for every endpoint, the policy map state its datapath needs, from endpoints,
+// nodes and policies, and keeps it current incrementally: every change returns the per-endpoint
+// diffs to apply. It is safe for concurrent use; changes are serialized.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	audit   map[PolicyRef]bool
+	auditNS map[string]bool
+
+	mu        sync.Mutex
+	endpoints map[string]*epState
+	nodes     map[string]Node
+	policies  map[PolicyRef]*Policy
+	rules     []*rule
+
+	ids       map[identity.NumericIdentity]*idInfo
+	podIDs    map[string]identity.NumericIdentity // label key → engine-assigned identity
+	idRefs    map[identity.NumericIdentity]int    // endpoints using a pod identity
+	nextID    identity.NumericIdentity
+	nextSplit identity.NumericIdentity
+	local     *identity.LocalAllocator
+	prefixes  map[netip.Prefix]int // prefixes named by policies, with reference counts
+	splits    map[string]identity.NumericIdentity
+
+	dns     *DNSCache
+	fqdnIDs map[netip.Addr]identity.NumericIdentity
+
+	sels     map[string]*selEntry
+	selUsers map[string]map[*rule]struct{} // selector key → rules using it as subject or peer
+}
+
+// epState is one endpoint and its computed policy.
+type epState struct {
+	ep       Endpoint
+	labels   identity.Labels
+	base     identity.NumericIdentity // identity of its labels
+	id       identity.NumericIdentity // effective identity (ModeSpec may split it by CIDR)
+	ms       MapState
+	err      error
+	isolated [2][]RuleRef
+}
+
+// NewEngine returns an empty engine.
+func NewEngine(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MapCapacity == 0 {
+		cfg.MapCapacity = DefaultMapCapacity
+	}
+	if cfg.Filter == nil {
+		cfg.Filter = identity.DefaultFilter()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		audit:     map[PolicyRef]bool{},
+		auditNS:   map[string]bool{},
+		endpoints: map[string]*epState{},
+		nodes:     map[string]Node{},
+		policies:  map[PolicyRef]*Policy{},
+		ids:       map[identity.NumericIdentity]*idInfo{},
+		podIDs:    map[string]identity.NumericIdentity{},
+		idRefs:    map[identity.NumericIdentity]int{},
+		nextID:    identity.MinimalAllocation,
+		nextSplit: identity.NumericIdentity(identity.ScopeLocal) | 0x800000,
+		local:     identity.NewLocalAllocator(),
+		prefixes:  map[netip.Prefix]int{},
+		splits:    map[string]identity.NumericIdentity{},
+		sels:      map[string]*selEntry{},
+		dns:       NewDNSCache(cfg.DNS),
+		fqdnIDs:   map[netip.Addr]identity.NumericIdentity{},
+		selUsers:  map[string]map[*rule]struct{}{},
+	}
+	for _, r := range cfg.AuditPolicies {
+		e.audit[r] = true
+	}
+	for _, ns := range cfg.AuditNamespaces {
+		e.auditNS[ns] = true
+	}
+	for _, id := range []identity.NumericIdentity{
+		identity.ReservedHost, identity.ReservedWorld, identity.ReservedUnmanaged, identity.ReservedHealth,
+		identity.ReservedInit, identity.ReservedRemoteNode, identity.ReservedKubeAPIServer, identity.ReservedIngress,
+	} {
+		name, _ := id.ReservedName()
+		info := newIDInfo(id, kindReserved, identity.Labels{{Source: identity.SourceReserved, Key: name}})
+		if id == identity.ReservedWorld {
+			info.world = true
+		}
+		e.ids[id] = info
+	}
+	e.refreshWithin(e.ids[identity.ReservedWorld])
+	return e, nil
+}
+
+// Update reports what a change did: for every endpoint whose map state changed, its diff; and how
+// many endpoints were recomputed (the rest were not affected).
+type Update struct {
+	Diffs      map[string]Diff
+	Recomputed int
+}
+
+// change accumulates what a mutation touched.
+type change struct {
+	endpoints  map[string]bool // recompute these
+	identities map[identity.NumericIdentity]bool
+	rules      map[*rule]bool
+}
+
+func newChange() *change {
+	return &change{endpoints: map[string]bool{}, identities: map[identity.NumericIdentity]bool{}, rules: map[*rule]bool{}}
+}
+
+// UpsertEndpoint adds or replaces an endpoint.
+func (e *Engine) UpsertEndpoint(ep Endpoint) (Update, error) {
+	return e.UpsertEndpoints(ep)
+}
+
+// UpsertEndpoints adds or replaces several endpoints as one change. It validates all of them
+// first and changes nothing when one is invalid.
+func (e *Engine) UpsertEndpoints(eps ...Endpoint) (Update, error) {
+	rels := make([]identity.Labels, len(eps))
+	for i, ep := range eps {
+		if err := validateEndpoint(ep); err != nil {
+			return Update{}, err
+		}
+		lbls, err := identity.PodLabels(ep.Namespace, ep.Labels, ep.NamespaceLabels, ep.ServiceAccount, "")
+		if err != nil {
+			return Update{}, fmt.Errorf("%w %s: %w", ErrInvalidEndpoint, ep.ID, err)
+		}
+		rels[i], _ = e.cfg.Filter.Filter(lbls)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, ep := range eps {
+		if err := e.checkIdentity(ep, rels[i]); err != nil {
+			return Update{}, err
+		}
+	}
+	ch := newChange()
+	for i, ep := range eps {
+		e.upsertEndpoint(ep, rels[i], ch)
+	}
+	return e.apply(ch), nil
+}
+
+// checkIdentity rejects an identity hint that contradicts what the engine knows.
+func (e *Engine) checkIdentity(ep Endpoint, rel identity.Labels) error {
+	if ep.Identity != 0 {
+		if ep.Identity.Scope() != identity.ScopeGlobal || ep.Identity < identity.MinimalAllocation {
+			return fmt.Errorf("%w %s: identity %d is not a cluster-local identity (256 and up, global scope)", ErrInvalidEndpoint, ep.ID, ep.Identity)
+		}
+		if info, ok := e.ids[ep.Identity]; ok && info.labels.Key() != rel.Key() && e.idRefs[ep.Identity] > 0 {
+			return fmt.Errorf("%w %s: identity %d already stands for %s, not %s", ErrInvalidEndpoint, ep.ID, ep.Identity, info.labels, rel)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) upsertEndpoint(ep Endpoint, rel identity.Labels, ch *change) {
+	old := e.endpoints[ep.ID]
+	if old != nil {
+		e.releaseEndpoint(old, ch)
+	}
+	st := &epState{ep: cloneEndpoint(ep), labels: rel}
+	st.base = e.podIdentity(rel, ep.Identity, ch)
+	e.endpoints[ep.ID] = st
+	e.assignEffective(st, ch)
+	ch.endpoints[ep.ID] = true
+	if old != nil && !slices.Equal(old.ep.NamedPorts, ep.NamedPorts) {
+		ch.identities[st.id] = true // egress named ports of peers resolve against it
+	}
+}
+
+// DeleteEndpoint removes an endpoint.
+func (e *Engine) DeleteEndpoint(id string) (Update, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.endpoints[id]
+	if st == nil {
+		return Update{}, fmt.Errorf("delete endpoint %s: %w", id, ErrNotFound)
+	}
+	ch := newChange()
+	e.releaseEndpoint(st, ch)
+	delete(e.endpoints, id)
+	u := e.apply(ch)
+	if len(st.ms) > 0 {
+		u.Diffs[id] = diffMapStates(st.ms, nil)
+	}
+	return u, nil
+}
+
+// UpsertNode adds or replaces a node. Nodes matter for Explain with node addresses.
+func (e *Engine) UpsertNode(n Node) (Update, error) {
+	if n.Name == "" {
+		return Update{}, fmt.Errorf("%w: node without a name", ErrInvalidEndpoint)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n.IPs = slices.Clone(n.IPs)
+	n.Labels = maps.Clone(n.Labels)
+	e.nodes[n.Name] = n
+	return Update{Diffs: map[string]Diff{}}, nil
+}
+
+// DeleteNode removes a node.
+func (e *Engine) DeleteNode(name string) (Update, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.nodes[name]; !ok {
+		return Update{}, fmt.Errorf("delete node %s: %w", name, ErrNotFound)
+	}
+	delete(e.nodes, name)
+	return Update{Diffs: map[string]Diff{}}, nil
+}
+
+// UpsertPolicy adds or replaces a policy (by kind, namespace and name).
+func (e *Engine) UpsertPolicy(p *Policy) (Update, error) {
+	return e.UpsertPolicies(p)
+}
+
+// UpsertPolicies adds or replaces several policies as one change: every affected endpoint is
+// recomputed once. Use it for an initial sync.
+func (e *Engine) UpsertPolicies(ps ...*Policy) (Update, error) {
+	for i, p := range ps {
+		if p == nil {
+			return Update{}, fmt.Errorf("%w: policy %d is nil", ErrInvalidPolicy, i)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch := newChange()
+	for _, p := range ps {
+		if old := e.policies[p.ref]; old != nil {
+			e.removePolicy(old, ch)
+		}
+		e.policies[p.ref] = p
+		for _, pfx := range p.cidrs {
+			e.prefixes[pfx]++
+			if e.prefixes[pfx] == 1 {
+				e.addPrefix(pfx, ch)
+			}
+		}
+		for _, r := range p.rules {
+			e.rules = append(e.rules, r)
+			e.registerRule(r)
+			ch.rules[r] = true
+		}
+	}
+	e.resplit(ch)
+	return e.apply(ch), nil
+}
+
+// DeletePolicy removes a policy.
+func (e *Engine) DeletePolicy(ref PolicyRef) (Update, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.policies[ref]
+	if p == nil {
+		return Update{}, fmt.Errorf("delete policy %s: %w", ref, ErrNotFound)
+	}
+	ch := newChange()
+	e.removePolicy(p, ch)
+	e.resplit(ch)
+	return e.apply(ch), nil
+}
+
+func (e *Engine) removePolicy(p *Policy, ch *change) {
+	delete(e.policies, p.ref)
+	for _, r := range p.rules {
+		ch.rules[r] = true
+		e.unregisterRule(r)
+	}
+	e.rules = slices.DeleteFunc(e.rules, func(r *rule) bool { return r.policy == p })
+	for _, pfx := range p.cidrs {
+		e.prefixes[pfx]--
+		if e.prefixes[pfx] == 0 {
+			delete(e.prefixes, pfx)
+			e.removePrefix(pfx, ch)
+		}
+	}
+}
+
+// MapState returns a copy of an endpoint's current map state. For an endpoint over capacity it
+// returns the empty (deny-all) state and the *OverflowError.
+func (e *Engine) MapState(endpointID string) (MapState, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.endpoints[endpointID]
+	if st == nil {
+		return nil, fmt.Errorf("map state of %s: %w", endpointID, ErrNotFound)
+	}
+	return maps.Clone(st.ms), st.err
+}
+
+// Identity returns the effective identity of an endpoint: the one its traffic carries. In
+// ModeSpec, pods whose addresses lie in a policy's CIDR get their own local-scope identity so
+// that the CIDR rule can select them without selecting their siblings; the datapath's IP cache
+// must map their addresses to it.
+func (e *Engine) Identity(endpointID string) (identity.NumericIdentity, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.endpoints[endpointID]
+	if st == nil {
+		return 0, fmt.Errorf("identity of %s: %w", endpointID, ErrNotFound)
+	}
+	return st.id, nil
+}
+
+// Endpoints returns the IDs of the known endpoints, sorted.
+func (e *Engine) Endpoints() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := slices.Collect(maps.Keys(e.endpoints))
+	slices.Sort(ids)
+	return ids
+}
+
+func validateEndpoint(ep Endpoint) error {
+	switch {
+	case ep.ID == "":
+		return fmt.Errorf("%w: ID is empty", ErrInvalidEndpoint)
+	case ep.Namespace == "":
+		return fmt.Errorf("%w %s: Namespace is empty", ErrInvalidEndpoint, ep.ID)
+	}
+	for i, ip := range ep.IPs {
+		if !ip.IsValid() {
+			return fmt.Errorf("%w %s: IPs[%d] is not a valid address", ErrInvalidEndpoint, ep.ID, i)
+		}
+	}
+	for i, np := range ep.NamedPorts {
+		if errs := validation.IsValidPortName(np.Name); len(errs) > 0 {
+			return fmt.Errorf("%w %s: NamedPorts[%d].Name %q: %s", ErrInvalidEndpoint, ep.ID, i, np.Name, errs[0])
+		}
+		if np.Port == 0 {
+			return fmt.Errorf("%w %s: NamedPorts[%d].Port is 0", ErrInvalidEndpoint, ep.ID, i)
+		}
+	}
+	return nil
+}
+
+func cloneEndpoint(ep Endpoint) Endpoint {
+	ep.Labels = maps.Clone(ep.Labels)
+	ep.NamespaceLabels = maps.Clone(ep.NamespaceLabels)
+	ep.IPs = slices.Clone(ep.IPs)
+	ep.NamedPorts = slices.Clone(ep.NamedPorts)
+	return ep
+}
+
+// podIdentity returns the identity of a label set: the caller's, or one the engine assigns.
+func (e *Engine) podIdentity(lbls identity.Labels, given identity.NumericIdentity, ch *change) identity.NumericIdentity {
+	key := lbls.Key()
+	id := given
+	if id == 0 {
+		if known, ok := e.podIDs[key]; ok {
+			id = known
+		} else {
+			for e.ids[e.nextID] != nil {
+				e.nextID++
+			}
+			id = e.nextID
+			e.nextID++
+		}
+	}
+	e.podIDs[key] = id
+	e.idRefs[id]++
+	if e.ids[id] == nil {
+		e.addIdentity(newIDInfo(id, kindPod, lbls), ch)
+	}
+	return id
+}
+
+// releaseEndpoint drops an endpoint's identity references.
+func (e *Engine) releaseEndpoint(st *epState, ch *change) {
+	e.dropRef(st.base, ch)
+	if st.id != st.base {
+		e.dropRef(st.id, ch)
+	}
+	ch.identities[st.id] = true
+}
+
+func (e *Engine) dropRef(id identity.NumericIdentity, ch *change) {
+	e.idRefs[id]--
+	if e.idRefs[id] > 0 {
+		return
+	}
+	delete(e.idRefs, id)
+	info := e.ids[id]
+	if info == nil {
+		return
+	}
+	if info.kind == kindPod && id.Scope() == identity.ScopeGlobal {
+		delete(e.podIDs, info.labels.Key())
+	}
+	if id.Scope() == identity.ScopeLocal {
+		for k, v := range e.splits {
+			if v == id {
+				delete(e.splits, k)
+			}
+		}
+	}
+	e.removeIdentity(id, ch)
+}
+
+// addIdentity registers an identity and updates every selector's selection.
+func (e *Engine) addIdentity(info *idInfo, ch *change) {
+	e.refreshWithin(info)
+	e.ids[info.id] = info
+	ch.identities[info.id] = true
+	for k, s := range e.sels {
+		if s.sel.matches(info) {
+			s.ids[info.id] = struct{}{}
+			e.touchSelector(k, ch)
+		}
+	}
+}
+
+func (e *Engine) removeIdentity(id identity.NumericIdentity, ch *change) {
+	delete(e.ids, id)
+	ch.identities[id] = true
+	for k, s := range e.sels {
+		if _, ok := s.ids[id]; ok {
+			delete(s.ids, id)
+			e.touchSelector(k, ch)
+		}
+	}
+}
+
+// touchSelector marks the rules that use a selector whose selection changed.
+func (e *Engine) touchSelector(key string, ch *change) {
+	for r := range e.selUsers[key] {
+		ch.rules[r] = true
+	}
+}
+
+// refreshWithin recomputes which policy prefixes contain an identity's addresses.
+func (e *Engine) refreshWithin(info *idInfo) {
+	var addrs []netip.Prefix
+	switch {
+	case info.id == identity.ReservedWorld:
+		addrs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	case info.kind == kindCIDR:
+		for _, l := range info.labels {
+			if l.Source == identity.SourceCIDR {
+				if p, err := netip.ParsePrefix(l.Key); err == nil {
+					addrs = append(addrs, p)
+				}
+			}
+		}
+	default:
+		return
+	}
+	info.within = info.within[:0]
+	for pfx := range e.prefixes {
+		for _, a := range addrs {
+			if prefixContains(pfx, a) {
+				info.within = append(info.within, pfx)
+				break
+			}
+		}
+	}
+}
+
+// prefixContains reports whether outer contains all of inner.
+func prefixContains(outer, inner netip.Prefix) bool {
+	return outer.Addr().Is4() == inner.Addr().Is4() && outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
+
+// addPrefix creates the CIDR identity of a prefix a policy names and refreshes the other
+// address identities, whose containing prefixes may have grown.
+func (e *Engine) addPrefix(pfx netip.Prefix, ch *change) {
+	lbls := identity.Labels{{Source: identity.SourceCIDR, Key: pfx.String()}, {Source: identity.SourceReserved, Key: "world"}}
+	id, _, err := e.local.Allocate(lbls)
+	if err != nil {
+		e.log.Warn("allocate CIDR identity", "prefix", pfx.String(), "err", err)
+		return
+	}
+	e.reindexAddresses(ch)
+	info := newIDInfo(id, kindCIDR, lbls)
+	info.world = true
+	e.addIdentity(info, ch)
+}
+
+func (e *Engine) removePrefix(pfx netip.Prefix, ch *change) {
+	lbls := identity.Labels{{Source: identity.SourceCIDR, Key: pfx.String()}, {Source: identity.SourceReserved, Key: "world"}}
+	if id, ok := e.local.LookupByLabels(lbls); ok {
+		e.local.Release(id)
+		e.removeIdentity(id, ch)
+	}
+	e.reindexAddresses(ch)
+}
+
+// reindexAddresses recomputes the containing prefixes of CIDR and world identities and the
+// selections of CIDR selectors.
+func (e *Engine) reindexAddresses(ch *change) {
+	for _, info := range e.ids {
+		if info.kind == kindCIDR || info.id == identity.ReservedWorld {
+			e.refreshWithin(info)
+		}
+	}
+	for k, s := range e.sels {
+		if _, ok := s.sel.(*cidrSel); !ok {
+			continue
+		}
+		if e.reselect(s) {
+			e.touchSelector(k, ch)
+		}
+	}
+}
+
+// reselect recomputes a selector's selection; it reports whether it changed.
+func (e *Engine) reselect(s *selEntry) bool {
+	next := make(map[identity.NumericIdentity]struct{})
+	for id, info := range e.ids {
+		if s.sel.matches(info) {
+			next[id] = struct{}{}
+		}
+	}
+	changed := !maps.Equal(next, s.ids)
+	s.ids = next
+	return changed
+}
+
+// resplit gives, in ModeSpec, every pod whose addresses lie in policy prefixes its own identity
+// carrying those prefixes, so CIDR rules select exactly those pods.
+func (e *Engine) resplit(ch *change) {
+	if e.cfg.Mode != ModeSpec {
+		return
+	}
+	for _, st := range e.endpoints {
+		e.assignEffective(st, ch)
+	}
+}
+
+// assignEffective sets an endpoint's effective identity.
+func (e *Engine) assignEffective(st *epState, ch *change) {
+	want := st.base
+	var within []netip.Prefix
+	if e.cfg.Mode == ModeSpec {
+		for pfx := range e.prefixes {
+			for _, ip := range st.ep.IPs {
+				if pfx.Contains(ip) {
+					within = append(within, pfx)
+					break
+				}
+			}
+		}
+	}
+	var splitKey string
+	if len(within) > 0 {
+		slices.SortFunc(within, func(a, b netip.Prefix) int {
+			if c := a.Addr().Compare(b.Addr()); c != 0 {
+				return c
+			}
+			return a.Bits() - b.Bits()
+		})
+		splitKey = fmt.Sprint(st.base, within)
+		if id, ok := e.splits[splitKey]; ok {
+			want = id
+		} else {
+			// Split identities live in the upper half of the local scope, apart from the CIDR
+			// identities the local allocator hands out from the bottom.
+			for e.ids[e.nextSplit] != nil {
+				e.nextSplit++
+			}
+			id := e.nextSplit
+			e.nextSplit++
+			want = id
+			e.splits[splitKey] = id
+			info := newIDInfo(id, kindPod, e.ids[st.base].labels)
+			info.within = within
+			e.addIdentity(info, ch)
+		}
+	}
+	if want == st.id {
+		return
+	}
+	old := st.id
+	st.id = want
+	if want != st.base {
+		e.idRefs[want]++
+	}
+	ch.endpoints[st.ep.ID] = true
+	ch.identities[want] = true
+	if old != 0 && old != st.base {
+		e.dropRef(old, ch)
+	}
+}
+
+// registerRule adds a rule's selectors to the selector cache.
+func (e *Engine) registerRule(r *rule) {
+	sels := append([]peerSel{r.subject}, r.peers...)
+	for _, s := range sels {
+		if s == nil {
+			continue
+		}
+		s = e.modeSelector(s)
+		k := s.key()
+		if e.sels[k] == nil {
+			entry := &selEntry{sel: s, ids: map[identity.NumericIdentity]struct{}{}}
+			e.reselect(entry)
+			e.sels[k] = entry
+		}
+		if e.selUsers[k] == nil {
+			e.selUsers[k] = map[*rule]struct{}{}
+		}
+		e.selUsers[k][r] = struct{}{}
+	}
+}
+
+func (e *Engine) unregisterRule(r *rule) {
+	sels := append([]peerSel{r.subject}, r.peers...)
+	for _, s := range sels {
+		if s == nil {
+			continue
+		}
+		k := e.modeSelector(s).key()
+		delete(e.selUsers[k], r)
+		if len(e.selUsers[k]) == 0 {
+			delete(e.selUsers, k)
+			delete(e.sels, k)
+		}
+	}
+}
+
+// modeSelector adapts CIDR selectors to the engine's mode.
+func (e *Engine) modeSelector(s peerSel) peerSel {
+	c, ok := s.(*cidrSel)
+	if !ok || e.cfg.Mode != ModeAKS || c.worldOnly {
+		return s
+	}
+	w := *c
+	w.worldOnly = true
+	w.str += " world-only"
+	return &w
+}
+
+// selected returns the identities a selector selects.
+func (e *Engine) selected(s peerSel) *selEntry {
+	return e.sels[e.modeSelector(s).key()]
+}
+
+// apply recomputes every endpoint the change affects and returns the diffs.
+func (e *Engine) apply(ch *change) Update {
+	// Rules whose peers select a changed identity: their subjects' maps change (and named ports).
+	for id := range ch.identities {
+		for _, r := range e.rules {
+			if ch.rules[r] {
+				continue
+			}
+			if r.allPeers && !hasNamedPort(r.ports) {
+				continue
+			}
+			for _, p := range r.peers {
+				if s := e.selected(p); s != nil {
+					if _, ok := s.ids[id]; ok {
+						ch.rules[r] = true
+						break
+					}
+				}
+			}
+			if r.allPeers {
+				ch.rules[r] = true
+			}
+		}
+	}
+	affectedIDs := map[identity.NumericIdentity]bool{}
+	for r := range ch.rules {
+		if s := e.selected(r.subject); s != nil {
+			for id := range s.ids {
+				affectedIDs[id] = true
+			}
+		} else if r.subject != nil {
+			// Removed rule: its selector may be gone; recompute every endpoint it could have
+			// selected.
+			tmp := &selEntry{sel: e.modeSelector(r.subject)}
+			e.reselect(tmp)
+			for id := range tmp.ids {
+				affectedIDs[id] = true
+			}
+		}
+	}
+	for id, st := range e.endpoints {
+		if affectedIDs[st.id] {
+			ch.endpoints[id] = true
+		}
+	}
+	u := Update{Diffs: map[string]Diff{}}
+	cache := map[string]computed{}
+	for id := range ch.endpoints {
+		st := e.endpoints[id]
+		if st == nil {
+			continue
+		}
+		u.Recomputed++
+		key := fmt.Sprint(st.id, st.ep.NamedPorts)
+		c, ok := cache[key]
+		if !ok {
+			c = e.compute(st)
+			cache[key] = c
+		}
+		ms, err := c.ms, error(nil)
+		if c.size > e.cfg.MapCapacity {
+			err = &OverflowError{Endpoint: id, Needed: c.size, Capacity: e.cfg.MapCapacity}
+			ms = MapState{}
+		}
+		d := diffMapStates(st.ms, ms)
+		d.Err = err
+		if (err != nil) != (st.err != nil) || !d.Empty() {
+			u.Diffs[id] = d
+		}
+		if err != nil && st.err == nil {
+			e.log.Error("policy map overflow: endpoint fails closed", "endpoint", id, "needed", c.size, "capacity", e.cfg.MapCapacity)
+		}
+		st.ms, st.err, st.isolated = ms, err, c.isolated
+	}
+	return u
+}
+
+func hasNamedPort(ports []portSel) bool {
+	for _, p := range ports {
+		if p.name != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// computed is the map state of one (identity, named ports) combination.
+type computed struct {
+	ms       MapState
+	size     int
+	isolated [2][]RuleRef
+}
+
+// compute builds an endpoint's map state from scratch.
+func (e *Engine) compute(st *epState) computed {
+	var c computed
+	b := newMapBuilder()
+	for _, dir := range []Direction{Ingress, Egress} {
+		var rules []*rule
+		for _, r := range e.rules {
+			if r.dir != dir || r.subject == nil {
+				continue
+			}
+			if s := e.selected(r.subject); s != nil {
+				if _, ok := s.ids[st.id]; ok {
+					rules = append(rules, r)
+				}
+			}
+		}
+		isolated, auditOnly := false, true
+		var iso []RuleRef
+		for _, r := range rules {
+			if r.defaultDeny {
+				isolated = true
+				if !e.audited(r.policy) {
+					auditOnly = false
+				}
+				ref := RuleRef{Policy: r.ref.Policy, Spec: r.ref.Spec, Section: "default-deny"}
+				if !slices.Contains(iso, ref) {
+					iso = append(iso, ref)
+				}
+			}
+		}
+		slices.SortFunc(iso, compareRuleRefs)
+		c.isolated[dir] = iso
+		all := Key{Direction: dir, Protocol: ProtoAny}
+		switch {
+		case !isolated:
+			b.insert(all, Entry{Verdict: Allow, Precedence: PrecedenceAllow})
+		case auditOnly:
+			b.insert(all, Entry{Verdict: Audit, Precedence: PrecedenceAuditDefault, Rules: iso})
+		}
+		if dir == Ingress && isolated && !e.cfg.DenyHostIngress {
+			b.insert(Key{Identity: identity.ReservedHost, Direction: Ingress, Protocol: ProtoAny}, Entry{Verdict: Allow, Precedence: PrecedenceAllow})
+		}
+		for _, r := range rules {
+			if r.isolation {
+				continue
+			}
+			entry := Entry{Verdict: Allow, Precedence: PrecedenceAllow, Rules: []RuleRef{r.ref}}
+			if r.deny {
+				entry = Entry{Verdict: Deny, Precedence: PrecedenceDeny, Rules: []RuleRef{r.ref}}
+				if e.audited(r.policy) {
+					entry.Verdict, entry.Precedence = Audit, PrecedenceAuditDeny
+				}
+			}
+			for _, k := range e.ruleKeys(r, st) {
+				b.insert(k, entry)
+			}
+		}
+	}
+	c.ms = b.m
+	c.size = len(b.m)
+	return c
+}
+
+// audited reports whether a policy is in audit mode.
+func (e *Engine) audited(p *Policy) bool {
+	return p.audit || e.audit[p.ref] || (p.ref.Namespace != "" && e.auditNS[p.ref.Namespace])
+}
+
+// ruleKeys expands a rule into map keys for an endpoint.
+func (e *Engine) ruleKeys(r *rule, st *epState) []Key {
+	var ids []identity.NumericIdentity
+	if r.allPeers {
+		ids = []identity.NumericIdentity{0}
+	} else {
+		seen := map[identity.NumericIdentity]bool{}
+		for _, p := range r.peers {
+			if s := e.selected(p); s != nil {
+				for _, id := range s.sorted() {
+					if !seen[id] {
+						seen[id] = true
+						ids = append(ids, id)
+					}
+				}
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	ports := r.ports
+	if len(ports) == 0 {
+		ports = []portSel{{proto: ProtoAny}}
+	}
+	var keys []Key
+	for _, ps := range ports {
+		if ps.name != "" {
+			keys = append(keys, e.namedPortKeys(r, st, ids, ps)...)
+			continue
+		}
+		for _, id := range ids {
+			keys = append(keys, portKeys(Key{Identity: id, Direction: r.dir}, ps)...)
+		}
+	}
+	return keys
+}
+
+// portKeys expands one port selector for one identity.
+func portKeys(base Key, ps portSel) []Key {
+	protos := []Protocol{ps.proto}
+	if ps.proto == ProtoAny {
+		if ps.port == 0 {
+			base.Protocol = ProtoAny
+			return []Key{base}
+		}
+		protos = []Protocol{ProtoTCP, ProtoUDP, ProtoSCTP}
+	}
+	var out []Key
+	for _, p := range protos {
+		k := base
+		k.Protocol = p
+		switch {
+		case ps.port == 0:
+			out = append(out, k)
+		case ps.endPort > ps.port:
+			out = append(out, portRangeKeys(k, ps.port, ps.endPort)...)
+		default:
+			k.Port, k.PortPrefixLen = ps.port, 16
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// namedPortKeys resolves a named port against the destination: the endpoint itself for ingress,
+// each peer identity's endpoints for egress. Unresolvable names yield nothing.
+func (e *Engine) namedPortKeys(r *rule, st *epState, ids []identity.NumericIdentity, ps portSel) []Key {
+	var out []Key
+	resolve := func(ep Endpoint) (uint16, bool) {
+		for _, np := range ep.NamedPorts {
+			if np.Name == ps.name && (ps.proto == ProtoAny || np.Protocol == ps.proto) {
+				return np.Port, true
+			}
+		}
+		return 0, false
+	}
+	if r.dir == Ingress {
+		port, ok := resolve(st.ep)
+		if !ok {
+			return nil
+		}
+		for _, id := range ids {
+			out = append(out, portKeys(Key{Identity: id, Direction: r.dir}, portSel{proto: ps.proto, port: port})...)
+		}
+		return out
+	}
+	wanted := map[identity.NumericIdentity]bool{}
+	for _, id := range ids {
+		wanted[id] = true
+	}
+	seen := map[Key]bool{}
+	for _, peer := range e.endpoints {
+		if !wanted[0] && !wanted[peer.id] {
+			continue
+		}
+		port, ok := resolve(peer.ep)
+		if !ok {
+			continue
+		}
+		for _, k := range portKeys(Key{Identity: peer.id, Direction: r.dir}, portSel{proto: ps.proto, port: port}) {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
