@@ -14,9 +14,9 @@ lab: $(CONTROLPLANE)
 test: $(CONTROLPLANE)
 	$(GO) test -race -count=1 ./...
 
-## bench: the slicer and identity benchmarks against the real API server (about 9 minutes).
+## bench: the slicer, identity and policy benchmarks against the real API server (about 9 minutes).
 bench: $(CONTROLPLANE)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./slicer/ ./identity/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/
 
 controlplane: $(CONTROLPLANE)
 

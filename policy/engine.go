@@ -96,6 +96,9 @@ type Engine struct {
 
 	sels     map[string]*selEntry
 	selUsers map[string]map[*rule]struct{} // selector key → rules using it as subject or peer
+	ruleSels map[*rule]*ruleSels           // the selector-cache entries of each registered rule
+	// bySubject indexes rules by subject identity during one apply (nil: scan all rules).
+	bySubject map[identity.NumericIdentity][]*rule
 }
 
 // epState is one endpoint and its computed policy.
@@ -143,6 +146,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		dns:       NewDNSCache(cfg.DNS),
 		fqdnIDs:   map[netip.Addr]identity.NumericIdentity{},
 		selUsers:  map[string]map[*rule]struct{}{},
+		ruleSels:  map[*rule]*ruleSels{},
 	}
 	for _, r := range cfg.AuditPolicies {
 		e.audit[r] = true
@@ -482,6 +486,7 @@ func (e *Engine) addIdentity(info *idInfo, ch *change) {
 	for k, s := range e.sels {
 		if s.sel.matches(info) {
 			s.ids[info.id] = struct{}{}
+			s.list = nil
 			e.touchSelector(k, ch)
 		}
 	}
@@ -493,6 +498,7 @@ func (e *Engine) removeIdentity(id identity.NumericIdentity, ch *change) {
 	for k, s := range e.sels {
 		if _, ok := s.ids[id]; ok {
 			delete(s.ids, id)
+			s.list = nil
 			e.touchSelector(k, ch)
 		}
 	}
@@ -589,7 +595,7 @@ func (e *Engine) reselect(s *selEntry) bool {
 		}
 	}
 	changed := !maps.Equal(next, s.ids)
-	s.ids = next
+	s.ids, s.list = next, nil
 	return changed
 }
 
@@ -659,28 +665,41 @@ func (e *Engine) assignEffective(st *epState, ch *change) {
 	}
 }
 
+// ruleSels are a rule's selector-cache entries, resolved once when the rule is registered.
+type ruleSels struct {
+	subject *selEntry
+	peers   []*selEntry
+}
+
 // registerRule adds a rule's selectors to the selector cache.
 func (e *Engine) registerRule(r *rule) {
-	sels := append([]peerSel{r.subject}, r.peers...)
-	for _, s := range sels {
-		if s == nil {
-			continue
-		}
+	rs := &ruleSels{}
+	entry := func(s peerSel) *selEntry {
 		s = e.modeSelector(s)
 		k := s.key()
-		if e.sels[k] == nil {
-			entry := &selEntry{sel: s, ids: map[identity.NumericIdentity]struct{}{}}
-			e.reselect(entry)
-			e.sels[k] = entry
+		se := e.sels[k]
+		if se == nil {
+			se = &selEntry{sel: s, ids: map[identity.NumericIdentity]struct{}{}}
+			e.reselect(se)
+			e.sels[k] = se
 		}
 		if e.selUsers[k] == nil {
 			e.selUsers[k] = map[*rule]struct{}{}
 		}
 		e.selUsers[k][r] = struct{}{}
+		return se
 	}
+	if r.subject != nil {
+		rs.subject = entry(r.subject)
+	}
+	for _, p := range r.peers {
+		rs.peers = append(rs.peers, entry(p))
+	}
+	e.ruleSels[r] = rs
 }
 
 func (e *Engine) unregisterRule(r *rule) {
+	delete(e.ruleSels, r)
 	sels := append([]peerSel{r.subject}, r.peers...)
 	for _, s := range sels {
 		if s == nil {
@@ -707,11 +726,6 @@ func (e *Engine) modeSelector(s peerSel) peerSel {
 	return &w
 }
 
-// selected returns the identities a selector selects.
-func (e *Engine) selected(s peerSel) *selEntry {
-	return e.sels[e.modeSelector(s).key()]
-}
-
 // apply recomputes every endpoint the change affects and returns the diffs.
 func (e *Engine) apply(ch *change) Update {
 	// Rules whose peers select a changed identity: their subjects' maps change (and named ports).
@@ -723,12 +737,10 @@ func (e *Engine) apply(ch *change) Update {
 			if r.allPeers && !hasNamedPort(r.ports) {
 				continue
 			}
-			for _, p := range r.peers {
-				if s := e.selected(p); s != nil {
-					if _, ok := s.ids[id]; ok {
-						ch.rules[r] = true
-						break
-					}
+			for _, s := range e.ruleSels[r].peers {
+				if _, ok := s.ids[id]; ok {
+					ch.rules[r] = true
+					break
 				}
 			}
 			if r.allPeers {
@@ -738,8 +750,8 @@ func (e *Engine) apply(ch *change) Update {
 	}
 	affectedIDs := map[identity.NumericIdentity]bool{}
 	for r := range ch.rules {
-		if s := e.selected(r.subject); s != nil {
-			for id := range s.ids {
+		if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
+			for id := range rs.subject.ids {
 				affectedIDs[id] = true
 			}
 		} else if r.subject != nil {
@@ -759,6 +771,19 @@ func (e *Engine) apply(ch *change) Update {
 	}
 	u := Update{Diffs: map[string]Diff{}}
 	cache := map[string]computed{}
+	// Many endpoints to recompute: index the rules by the identities their subjects select once,
+	// instead of testing every rule for every identity.
+	e.bySubject = nil
+	if len(ch.endpoints) > 32 {
+		e.bySubject = map[identity.NumericIdentity][]*rule{}
+		for _, r := range e.rules {
+			if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
+				for id := range rs.subject.ids {
+					e.bySubject[id] = append(e.bySubject[id], r)
+				}
+			}
+		}
+	}
 	for id := range ch.endpoints {
 		st := e.endpoints[id]
 		if st == nil {
@@ -811,12 +836,16 @@ func (e *Engine) compute(st *epState) computed {
 	b := newMapBuilder()
 	for _, dir := range []Direction{Ingress, Egress} {
 		var rules []*rule
-		for _, r := range e.rules {
-			if r.dir != dir || r.subject == nil {
+		candidates := e.rules
+		if e.bySubject != nil {
+			candidates = e.bySubject[st.id]
+		}
+		for _, r := range candidates {
+			if r.dir != dir {
 				continue
 			}
-			if s := e.selected(r.subject); s != nil {
-				if _, ok := s.ids[st.id]; ok {
+			if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
+				if _, ok := rs.subject.ids[st.id]; ok {
 					rules = append(rules, r)
 				}
 			}
@@ -879,9 +908,12 @@ func (e *Engine) ruleKeys(r *rule, st *epState) []Key {
 	if r.allPeers {
 		ids = []identity.NumericIdentity{0}
 	} else {
-		seen := map[identity.NumericIdentity]bool{}
-		for _, p := range r.peers {
-			if s := e.selected(p); s != nil {
+		peers := e.ruleSels[r].peers
+		if len(peers) == 1 {
+			ids = peers[0].sorted()
+		} else {
+			seen := map[identity.NumericIdentity]bool{}
+			for _, s := range peers {
 				for _, id := range s.sorted() {
 					if !seen[id] {
 						seen[id] = true

@@ -231,16 +231,21 @@ func (s *fqdnSel) matches(id *idInfo) bool {
 }
 
 // selEntry is a selector with the identities it selects, kept current as identities come and go.
+// Code that changes ids must reset list.
 type selEntry struct {
-	sel peerSel
-	ids map[identity.NumericIdentity]struct{}
+	sel  peerSel
+	ids  map[identity.NumericIdentity]struct{}
+	list []identity.NumericIdentity // sorted ids, built on demand
 }
 
+// sorted returns the selected identities in order. The slice is shared: do not modify it.
 func (s *selEntry) sorted() []identity.NumericIdentity {
-	out := make([]identity.NumericIdentity, 0, len(s.ids))
-	for id := range s.ids {
-		out = append(out, id)
+	if s.list == nil {
+		s.list = make([]identity.NumericIdentity, 0, len(s.ids))
+		for id := range s.ids {
+			s.list = append(s.list, id)
+		}
+		slices.Sort(s.list)
 	}
-	slices.Sort(out)
-	return out
+	return s.list
 }
