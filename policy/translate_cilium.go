@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -150,13 +151,21 @@ func namesNamespace(reqs []req) bool {
 	return false
 }
 
+// ingressPeers translates a rule's sources. Peer kinds this engine does not enforce (fromGroups,
+// fromRequires) select nothing here, so a rule with only those never opens to every peer.
 func (p *Policy) ingressPeers(c *ciliumv2.IngressCommonRule, ns string, path *field.Path, errs *field.ErrorList) (bool, []peerSel) {
-	return p.l3Peers(c.FromEndpoints, c.FromCIDR, c.FromCIDRSet, c.FromEntities, c.FromNodes, ns, path, "from", errs)
+	all, peers := p.l3Peers(c.FromEndpoints, c.FromCIDR, c.FromCIDRSet, c.FromEntities, c.FromNodes, ns, path, "from", errs)
+	if len(c.FromGroups) > 0 || len(c.FromRequires) > 0 {
+		all = false // not enforced: they select nothing here (see Lint)
+	}
+	return all, peers
 }
 
+// egressPeers translates a rule's destinations; toServices, toGroups and toRequires select
+// nothing here.
 func (p *Policy) egressPeers(c *ciliumv2.EgressCommonRule, ns string, path *field.Path, errs *field.ErrorList) (bool, []peerSel) {
 	all, peers := p.l3Peers(c.ToEndpoints, c.ToCIDR, c.ToCIDRSet, c.ToEntities, c.ToNodes, ns, path, "to", errs)
-	if len(c.ToServices) > 0 || len(c.ToGroups) > 0 {
+	if len(c.ToServices) > 0 || len(c.ToGroups) > 0 || len(c.ToRequires) > 0 {
 		all = false // not enforced: they select nothing here (see Lint)
 	}
 	return all, peers
@@ -185,7 +194,7 @@ func (p *Policy) l3Peers(eps []ciliumv2.EndpointSelector, cidrs []ciliumv2.CIDR,
 		out = append(out, newLabelSel(reqs))
 	}
 	for i, c := range cidrs {
-		sel, err := p.cidrSelector(string(c), nil)
+		sel, err := p.cidrSelector(bareToPrefix(string(c)), nil)
 		if err != nil {
 			*errs = append(*errs, field.Invalid(path.Child(dir+"CIDR").Index(i), string(c), err.Error()))
 			continue
@@ -215,6 +224,14 @@ func (p *Policy) l3Peers(eps []ciliumv2.EndpointSelector, cidrs []ciliumv2.CIDR,
 		out = append(out, &entitySel{entity: "host"}, &entitySel{entity: "remote-node"})
 	}
 	return false, out
+}
+
+// bareToPrefix turns a bare address (Cilium accepts them in fromCIDR/toCIDR) into a /32 or /128.
+func bareToPrefix(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()).String()
+	}
+	return s
 }
 
 func portProtocols(rules []ciliumv2.PortRule) [][]ciliumv2.PortProtocol {
