@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -178,13 +179,15 @@ type Update struct {
 
 // change accumulates what a mutation touched.
 type change struct {
-	endpoints  map[string]bool // recompute these
-	identities map[identity.NumericIdentity]bool
-	rules      map[*rule]bool
+	endpoints  map[string]bool                   // changed themselves: recompute fully
+	identities map[identity.NumericIdentity]bool // came, went, or changed selections
+	rules      map[*rule]bool                    // added or removed: recompute their subjects fully
+	touched    map[*rule]bool                    // a selector of theirs changed its selection
 }
 
 func newChange() *change {
-	return &change{endpoints: map[string]bool{}, identities: map[identity.NumericIdentity]bool{}, rules: map[*rule]bool{}}
+	return &change{endpoints: map[string]bool{}, identities: map[identity.NumericIdentity]bool{},
+		rules: map[*rule]bool{}, touched: map[*rule]bool{}}
 }
 
 // UpsertEndpoint adds or replaces an endpoint.
@@ -507,7 +510,7 @@ func (e *Engine) removeIdentity(id identity.NumericIdentity, ch *change) {
 // touchSelector marks the rules that use a selector whose selection changed.
 func (e *Engine) touchSelector(key string, ch *change) {
 	for r := range e.selUsers[key] {
-		ch.rules[r] = true
+		ch.touched[r] = true
 	}
 }
 
@@ -580,21 +583,38 @@ func (e *Engine) reindexAddresses(ch *change) {
 		if _, ok := s.sel.(*cidrSel); !ok {
 			continue
 		}
-		if e.reselect(s) {
+		if e.reselect(s, ch) {
 			e.touchSelector(k, ch)
 		}
 	}
 }
 
-// reselect recomputes a selector's selection; it reports whether it changed.
-func (e *Engine) reselect(s *selEntry) bool {
+// reselect recomputes a selector's selection; it reports whether it changed and, when ch is not
+// nil, records the identities that entered or left it.
+func (e *Engine) reselect(s *selEntry, ch ...*change) bool {
 	next := make(map[identity.NumericIdentity]struct{})
 	for id, info := range e.ids {
 		if s.sel.matches(info) {
 			next[id] = struct{}{}
 		}
 	}
-	changed := !maps.Equal(next, s.ids)
+	changed := false
+	for id := range next {
+		if _, ok := s.ids[id]; !ok {
+			changed = true
+			for _, c := range ch {
+				c.identities[id] = true
+			}
+		}
+	}
+	for id := range s.ids {
+		if _, ok := next[id]; !ok {
+			changed = true
+			for _, c := range ch {
+				c.identities[id] = true
+			}
+		}
+	}
 	s.ids, s.list = next, nil
 	return changed
 }
@@ -728,53 +748,82 @@ func (e *Engine) modeSelector(s peerSel) peerSel {
 
 // apply recomputes every endpoint the change affects and returns the diffs.
 func (e *Engine) apply(ch *change) Update {
-	// Rules whose peers select a changed identity: their subjects' maps change (and named ports).
-	for id := range ch.identities {
+	byID := map[identity.NumericIdentity][]*epState{}
+	for _, st := range e.endpoints {
+		byID[st.id] = append(byID[st.id], st)
+	}
+	subjects := func(r *rule) map[identity.NumericIdentity]struct{} {
+		if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
+			return rs.subject.ids
+		}
+		if r.subject == nil {
+			return nil
+		}
+		// A removed rule: its selector may be gone; recompute whatever it could select.
+		tmp := &selEntry{sel: e.modeSelector(r.subject)}
+		e.reselect(tmp)
+		return tmp.ids
+	}
+	// Full recomputation: endpoints that changed themselves and the subjects of added or removed
+	// rules.
+	full := map[string]bool{}
+	for id := range ch.endpoints {
+		full[id] = true
+	}
+	for r := range ch.rules {
+		for id := range subjects(r) {
+			for _, st := range byID[id] {
+				full[st.ep.ID] = true
+			}
+		}
+	}
+	// Identities that came, went or changed selections only add or remove the keys of those
+	// identities: the subjects of rules that select (or selected) them are patched, one identity
+	// at a time (keys of different identities never interact in a map state).
+	delta := map[string]bool{}
+	if len(ch.identities) > 0 {
 		for _, r := range e.rules {
-			if ch.rules[r] {
+			if ch.rules[r] || r.isolation {
 				continue
 			}
-			if r.allPeers && !hasNamedPort(r.ports) {
-				continue
-			}
-			for _, s := range e.ruleSels[r].peers {
-				if _, ok := s.ids[id]; ok {
-					ch.rules[r] = true
-					break
+			relevant := ch.touched[r] || (r.allPeers && hasNamedPort(r.ports))
+			if !relevant && !r.allPeers {
+				for _, s := range e.ruleSels[r].peers {
+					for id := range ch.identities {
+						if _, ok := s.ids[id]; ok {
+							relevant = true
+							break
+						}
+					}
+					if relevant {
+						break
+					}
 				}
 			}
-			if r.allPeers {
-				ch.rules[r] = true
+			if !relevant {
+				continue
+			}
+			for id := range subjects(r) {
+				for _, st := range byID[id] {
+					if !full[st.ep.ID] {
+						delta[st.ep.ID] = true
+					}
+				}
 			}
 		}
 	}
-	affectedIDs := map[identity.NumericIdentity]bool{}
-	for r := range ch.rules {
-		if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
-			for id := range rs.subject.ids {
-				affectedIDs[id] = true
-			}
-		} else if r.subject != nil {
-			// Removed rule: its selector may be gone; recompute every endpoint it could have
-			// selected.
-			tmp := &selEntry{sel: e.modeSelector(r.subject)}
-			e.reselect(tmp)
-			for id := range tmp.ids {
-				affectedIDs[id] = true
-			}
+	_, hostChanged := ch.identities[identity.ReservedHost]
+	if len(ch.identities) > maxDeltaIdentities || hostChanged {
+		for id := range delta {
+			full[id] = true
 		}
-	}
-	for id, st := range e.endpoints {
-		if affectedIDs[st.id] {
-			ch.endpoints[id] = true
-		}
+		delta = nil
 	}
 	u := Update{Diffs: map[string]Diff{}}
-	cache := map[string]computed{}
 	// Many endpoints to recompute: index the rules by the identities their subjects select once,
 	// instead of testing every rule for every identity.
 	e.bySubject = nil
-	if len(ch.endpoints) > 32 {
+	if len(full)+len(delta) > 32 {
 		e.bySubject = map[identity.NumericIdentity][]*rule{}
 		for _, r := range e.rules {
 			if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
@@ -784,34 +833,107 @@ func (e *Engine) apply(ch *change) Update {
 			}
 		}
 	}
-	for id := range ch.endpoints {
+	cache := map[string]computed{}
+	dc := map[[2]uintptr]Diff{}
+	for id := range full {
 		st := e.endpoints[id]
 		if st == nil {
 			continue
 		}
-		u.Recomputed++
 		key := fmt.Sprint(st.id, st.ep.NamedPorts)
 		c, ok := cache[key]
 		if !ok {
 			c = e.compute(st)
 			cache[key] = c
 		}
-		ms, err := c.ms, error(nil)
-		if c.size > e.cfg.MapCapacity {
-			err = &OverflowError{Endpoint: id, Needed: c.size, Capacity: e.cfg.MapCapacity}
-			ms = MapState{}
-		}
-		d := diffMapStates(st.ms, ms)
-		d.Err = err
-		if (err != nil) != (st.err != nil) || !d.Empty() {
-			u.Diffs[id] = d
-		}
-		if err != nil && st.err == nil {
-			e.log.Error("policy map overflow: endpoint fails closed", "endpoint", id, "needed", c.size, "capacity", e.cfg.MapCapacity)
-		}
-		st.ms, st.err, st.isolated = ms, err, c.isolated
+		e.settle(st, c.ms, c.isolated, &u, dc)
 	}
+	patched := map[string]MapState{}
+	for id := range delta {
+		st := e.endpoints[id]
+		if st == nil {
+			continue
+		}
+		if st.err != nil {
+			e.settle(st, e.compute(st).ms, st.isolated, &u, dc) // from fail-closed, start over
+			continue
+		}
+		key := fmt.Sprint(st.id, st.ep.NamedPorts)
+		ms, ok := patched[key]
+		if !ok {
+			ms = e.patch(st, ch.identities)
+			patched[key] = ms
+		}
+		e.settle(st, ms, st.isolated, &u, dc)
+	}
+	e.bySubject = nil
 	return u
+}
+
+// maxDeltaIdentities bounds patching: a change touching more identities recomputes fully.
+const maxDeltaIdentities = 8
+
+// settle installs a newly computed map state for an endpoint, applying the capacity check, and
+// records the diff. Map states are never modified in place, so endpoints may share them, and
+// the diff between two shared states is computed once (dc).
+func (e *Engine) settle(st *epState, ms MapState, isolated [2][]RuleRef, u *Update, dc map[[2]uintptr]Diff) {
+	u.Recomputed++
+	var err error
+	if size := len(ms); size > e.cfg.MapCapacity {
+		err = &OverflowError{Endpoint: st.ep.ID, Needed: size, Capacity: e.cfg.MapCapacity}
+		ms = MapState{}
+		if st.err == nil {
+			e.log.Error("policy map overflow: endpoint fails closed", "endpoint", st.ep.ID, "needed", size, "capacity", e.cfg.MapCapacity)
+		}
+	}
+	dk := [2]uintptr{mapID(st.ms), mapID(ms)}
+	d, ok := dc[dk]
+	if !ok || dk[0] == 0 || dk[1] == 0 {
+		d = diffMapStates(st.ms, ms)
+		dc[dk] = d
+	}
+	d.Err = err
+	if (err != nil) != (st.err != nil) || !d.Empty() {
+		u.Diffs[st.ep.ID] = d
+	}
+	st.ms, st.err, st.isolated = ms, err, isolated
+}
+
+// mapID identifies a map object (0 for nil).
+func mapID(m MapState) uintptr {
+	if m == nil {
+		return 0
+	}
+	return uintptr(reflect.ValueOf(m).UnsafePointer())
+}
+
+// patch returns st's map state with the keys of the given identities recomputed.
+func (e *Engine) patch(st *epState, ids map[identity.NumericIdentity]bool) MapState {
+	out := make(MapState, len(st.ms))
+	for k, v := range st.ms {
+		if !ids[k.Identity] || k.Identity == 0 {
+			out[k] = v
+		}
+	}
+	for id := range ids {
+		if id == 0 {
+			continue
+		}
+		b := newMapBuilder()
+		for _, dir := range []Direction{Ingress, Egress} {
+			for _, r := range e.rulesFor(st, dir) {
+				if r.isolation {
+					continue
+				}
+				entry := e.ruleEntry(r)
+				for _, k := range e.ruleKeysFor(r, st, id) {
+					b.insert(k, entry)
+				}
+			}
+		}
+		maps.Copy(out, b.m)
+	}
+	return out
 }
 
 func hasNamedPort(ports []portSel) bool {
@@ -835,21 +957,7 @@ func (e *Engine) compute(st *epState) computed {
 	var c computed
 	b := newMapBuilder()
 	for _, dir := range []Direction{Ingress, Egress} {
-		var rules []*rule
-		candidates := e.rules
-		if e.bySubject != nil {
-			candidates = e.bySubject[st.id]
-		}
-		for _, r := range candidates {
-			if r.dir != dir {
-				continue
-			}
-			if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
-				if _, ok := rs.subject.ids[st.id]; ok {
-					rules = append(rules, r)
-				}
-			}
-		}
+		rules := e.rulesFor(st, dir)
 		isolated, auditOnly := false, true
 		var iso []RuleRef
 		for _, r := range rules {
@@ -880,13 +988,7 @@ func (e *Engine) compute(st *epState) computed {
 			if r.isolation {
 				continue
 			}
-			entry := Entry{Verdict: Allow, Precedence: PrecedenceAllow, Rules: []RuleRef{r.ref}}
-			if r.deny {
-				entry = Entry{Verdict: Deny, Precedence: PrecedenceDeny, Rules: []RuleRef{r.ref}}
-				if e.audited(r.policy) {
-					entry.Verdict, entry.Precedence = Audit, PrecedenceAuditDeny
-				}
-			}
+			entry := e.ruleEntry(r)
 			for _, k := range e.ruleKeys(r, st) {
 				b.insert(k, entry)
 			}
@@ -895,6 +997,37 @@ func (e *Engine) compute(st *epState) computed {
 	c.ms = b.m
 	c.size = len(b.m)
 	return c
+}
+
+// rulesFor returns the rules whose subject selects st's identity for dir, in engine order.
+func (e *Engine) rulesFor(st *epState, dir Direction) []*rule {
+	candidates := e.rules
+	if e.bySubject != nil {
+		candidates = e.bySubject[st.id]
+	}
+	var rules []*rule
+	for _, r := range candidates {
+		if r.dir != dir {
+			continue
+		}
+		if rs := e.ruleSels[r]; rs != nil && rs.subject != nil {
+			if _, ok := rs.subject.ids[st.id]; ok {
+				rules = append(rules, r)
+			}
+		}
+	}
+	return rules
+}
+
+// ruleEntry is the map entry a rule's keys get.
+func (e *Engine) ruleEntry(r *rule) Entry {
+	if !r.deny {
+		return Entry{Verdict: Allow, Precedence: PrecedenceAllow, Rules: []RuleRef{r.ref}}
+	}
+	if e.audited(r.policy) {
+		return Entry{Verdict: Audit, Precedence: PrecedenceAuditDeny, Rules: []RuleRef{r.ref}}
+	}
+	return Entry{Verdict: Deny, Precedence: PrecedenceDeny, Rules: []RuleRef{r.ref}}
 }
 
 // audited reports whether a policy is in audit mode.
@@ -937,6 +1070,34 @@ func (e *Engine) ruleKeys(r *rule, st *epState) []Key {
 			continue
 		}
 		for _, id := range ids {
+			keys = append(keys, portKeys(Key{Identity: id, Direction: r.dir}, ps)...)
+		}
+	}
+	return keys
+}
+
+// ruleKeysFor returns the keys of a rule for one remote identity id (never the wildcard).
+func (e *Engine) ruleKeysFor(r *rule, st *epState, id identity.NumericIdentity) []Key {
+	selected := false
+	if !r.allPeers {
+		for _, s := range e.ruleSels[r].peers {
+			if _, ok := s.ids[id]; ok {
+				selected = true
+				break
+			}
+		}
+	}
+	var keys []Key
+	ports := r.ports
+	if len(ports) == 0 {
+		ports = []portSel{{proto: ProtoAny}}
+	}
+	for _, ps := range ports {
+		switch {
+		case ps.name != "" && (selected || (r.allPeers && r.dir == Egress)):
+			// An all-peers egress rule with a named port has per-peer keys too.
+			keys = append(keys, e.namedPortKeys(r, st, []identity.NumericIdentity{id}, ps)...)
+		case ps.name == "" && selected:
 			keys = append(keys, portKeys(Key{Identity: id, Direction: r.dir}, ps)...)
 		}
 	}
