@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -83,14 +84,17 @@ type Engine struct {
 	policies  map[PolicyRef]*Policy
 	rules     []*rule
 
-	ids       map[identity.NumericIdentity]*idInfo
-	podIDs    map[string]identity.NumericIdentity // label key → engine-assigned identity
-	idRefs    map[identity.NumericIdentity]int    // endpoints using a pod identity
-	nextID    identity.NumericIdentity
-	nextSplit identity.NumericIdentity
-	local     *identity.LocalAllocator
-	prefixes  map[netip.Prefix]int // prefixes named by policies, with reference counts
-	splits    map[string]identity.NumericIdentity
+	ids        map[identity.NumericIdentity]*idInfo
+	podIDs     map[string]identity.NumericIdentity // label key → engine-assigned identity
+	idRefs     map[identity.NumericIdentity]int    // endpoints using a pod identity
+	nextID     identity.NumericIdentity
+	nextSplit  identity.NumericIdentity
+	nextNode   identity.NumericIdentity
+	nodeIDs    map[string]identity.NumericIdentity // remote nodes with a split identity (ModeSpec)
+	nodeSplits map[string]identity.NumericIdentity
+	local      *identity.LocalAllocator
+	prefixes   map[netip.Prefix]int // prefixes named by policies, with reference counts
+	splits     map[string]identity.NumericIdentity
 
 	dns     *DNSCache
 	fqdnIDs map[netip.Addr]identity.NumericIdentity
@@ -128,26 +132,29 @@ func NewEngine(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		audit:     map[PolicyRef]bool{},
-		auditNS:   map[string]bool{},
-		endpoints: map[string]*epState{},
-		nodes:     map[string]Node{},
-		policies:  map[PolicyRef]*Policy{},
-		ids:       map[identity.NumericIdentity]*idInfo{},
-		podIDs:    map[string]identity.NumericIdentity{},
-		idRefs:    map[identity.NumericIdentity]int{},
-		nextID:    identity.MinimalAllocation,
-		nextSplit: identity.NumericIdentity(identity.ScopeLocal) | 0x800000,
-		local:     identity.NewLocalAllocator(),
-		prefixes:  map[netip.Prefix]int{},
-		splits:    map[string]identity.NumericIdentity{},
-		sels:      map[string]*selEntry{},
-		dns:       NewDNSCache(cfg.DNS),
-		fqdnIDs:   map[netip.Addr]identity.NumericIdentity{},
-		selUsers:  map[string]map[*rule]struct{}{},
-		ruleSels:  map[*rule]*ruleSels{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		audit:      map[PolicyRef]bool{},
+		auditNS:    map[string]bool{},
+		endpoints:  map[string]*epState{},
+		nodes:      map[string]Node{},
+		policies:   map[PolicyRef]*Policy{},
+		ids:        map[identity.NumericIdentity]*idInfo{},
+		podIDs:     map[string]identity.NumericIdentity{},
+		idRefs:     map[identity.NumericIdentity]int{},
+		nextID:     identity.MinimalAllocation,
+		nextSplit:  identity.NumericIdentity(identity.ScopeLocal) | 0x800000,
+		nextNode:   identity.NumericIdentity(identity.ScopeRemoteNode) | 1,
+		nodeIDs:    map[string]identity.NumericIdentity{},
+		nodeSplits: map[string]identity.NumericIdentity{},
+		local:      identity.NewLocalAllocator(),
+		prefixes:   map[netip.Prefix]int{},
+		splits:     map[string]identity.NumericIdentity{},
+		sels:       map[string]*selEntry{},
+		dns:        NewDNSCache(cfg.DNS),
+		fqdnIDs:    map[netip.Addr]identity.NumericIdentity{},
+		selUsers:   map[string]map[*rule]struct{}{},
+		ruleSels:   map[*rule]*ruleSels{},
 	}
 	for _, r := range cfg.AuditPolicies {
 		e.audit[r] = true
@@ -269,17 +276,26 @@ func (e *Engine) DeleteEndpoint(id string) (Update, error) {
 	return u, nil
 }
 
-// UpsertNode adds or replaces a node. Nodes matter for Explain with node addresses.
+// UpsertNode adds or replaces a node. Node addresses carry the host identity (the local node) or
+// the remote-node identity; in ModeSpec a remote node whose addresses lie in policy CIDRs gets its
+// own remote-node-scope identity, so CIDR rules select it (and remote-node entity rules still do).
 func (e *Engine) UpsertNode(n Node) (Update, error) {
 	if n.Name == "" {
 		return Update{}, fmt.Errorf("%w: node without a name", ErrInvalidEndpoint)
+	}
+	for i, ip := range n.IPs {
+		if !ip.IsValid() {
+			return Update{}, fmt.Errorf("%w: node %s: IPs[%d] is not a valid address", ErrInvalidEndpoint, n.Name, i)
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n.IPs = slices.Clone(n.IPs)
 	n.Labels = maps.Clone(n.Labels)
 	e.nodes[n.Name] = n
-	return Update{Diffs: map[string]Diff{}}, nil
+	ch := newChange()
+	e.assignNode(n.Name, ch)
+	return e.apply(ch), nil
 }
 
 // DeleteNode removes a node.
@@ -290,7 +306,91 @@ func (e *Engine) DeleteNode(name string) (Update, error) {
 		return Update{}, fmt.Errorf("delete node %s: %w", name, ErrNotFound)
 	}
 	delete(e.nodes, name)
-	return Update{Diffs: map[string]Diff{}}, nil
+	ch := newChange()
+	e.assignNode(name, ch)
+	return e.apply(ch), nil
+}
+
+// nodeIdentity returns the identity a node's traffic carries.
+func (e *Engine) nodeIdentity(n Node) identity.NumericIdentity {
+	if id, ok := e.nodeIDs[n.Name]; ok {
+		return id
+	}
+	if n.Local {
+		return identity.ReservedHost
+	}
+	return identity.ReservedRemoteNode
+}
+
+// assignNode (re)computes a remote node's split identity in ModeSpec.
+func (e *Engine) assignNode(name string, ch *change) {
+	old, hadSplit := e.nodeIDs[name]
+	n, exists := e.nodes[name]
+	var within []netip.Prefix
+	if exists && e.cfg.Mode == ModeSpec {
+		for pfx := range e.prefixes {
+			for _, ip := range n.IPs {
+				if pfx.Contains(ip) {
+					within = append(within, pfx)
+					break
+				}
+			}
+		}
+	}
+	want := identity.NumericIdentity(0)
+	if len(within) > 0 {
+		sortPrefixes(within)
+		reserved, name := identity.ReservedRemoteNode, "remote-node"
+		if n.Local {
+			reserved, name = identity.ReservedHost, "host"
+		}
+		key := fmt.Sprint(name, within)
+		if id, ok := e.nodeSplits[key]; ok {
+			want = id
+		} else {
+			for e.ids[e.nextNode] != nil {
+				e.nextNode++
+			}
+			want = e.nextNode
+			e.nextNode++
+			e.nodeSplits[key] = want
+			info := newIDInfo(want, kindNode, identity.Labels{{Source: identity.SourceReserved, Key: name}})
+			info.node = reserved
+			info.within = within
+			e.addIdentity(info, ch)
+		}
+	}
+	if want == old {
+		return
+	}
+	if want != 0 {
+		e.nodeIDs[name] = want
+		e.idRefs[want]++
+		ch.identities[want] = true
+	} else {
+		delete(e.nodeIDs, name)
+	}
+	if hadSplit {
+		e.idRefs[old]--
+		if e.idRefs[old] <= 0 {
+			delete(e.idRefs, old)
+			for k, v := range e.nodeSplits {
+				if v == old {
+					delete(e.nodeSplits, k)
+				}
+			}
+			e.removeIdentity(old, ch)
+		}
+	}
+}
+
+func sortPrefixes(ps []netip.Prefix) {
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
 }
 
 // UpsertPolicy adds or replaces a policy (by kind, namespace and name).
@@ -628,6 +728,9 @@ func (e *Engine) resplit(ch *change) {
 	for _, st := range e.endpoints {
 		e.assignEffective(st, ch)
 	}
+	for name := range e.nodes {
+		e.assignNode(name, ch)
+	}
 }
 
 // assignEffective sets an endpoint's effective identity.
@@ -812,7 +915,18 @@ func (e *Engine) apply(ch *change) Update {
 			}
 		}
 	}
-	_, hostChanged := ch.identities[identity.ReservedHost]
+	hostChanged := false
+	for id := range ch.identities {
+		if id == identity.ReservedHost || id.Scope() == identity.ScopeRemoteNode {
+			hostChanged = true // the allow-localhost entries depend on the host's identities
+		}
+	}
+	if hostChanged {
+		// Every isolated endpoint lets the host in: all maps carry the host identities.
+		for id := range e.endpoints {
+			full[id] = true
+		}
+	}
 	if len(ch.identities) > maxDeltaIdentities || hostChanged {
 		for id := range delta {
 			full[id] = true
@@ -870,6 +984,18 @@ func (e *Engine) apply(ch *change) Update {
 	return u
 }
 
+// hostIdentities are the identities the local node's traffic may carry: host, and in ModeSpec
+// its split identity.
+func (e *Engine) hostIdentities() []identity.NumericIdentity {
+	out := []identity.NumericIdentity{identity.ReservedHost}
+	for _, n := range e.nodes {
+		if id, ok := e.nodeIDs[n.Name]; ok && n.Local {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // maxDeltaIdentities bounds patching: a change touching more identities recomputes fully.
 const maxDeltaIdentities = 8
 
@@ -907,8 +1033,16 @@ func mapID(m MapState) uintptr {
 	return uintptr(reflect.ValueOf(m).UnsafePointer())
 }
 
-// patch returns st's map state with the keys of the given identities recomputed.
+// patch returns st's map state with the keys of the given identities recomputed. Endpoints
+// under audited deny rules are recomputed fully: those rules' keys depend on every allow.
 func (e *Engine) patch(st *epState, ids map[identity.NumericIdentity]bool) MapState {
+	for _, dir := range []Direction{Ingress, Egress} {
+		for _, r := range e.rulesFor(st, dir) {
+			if r.deny && e.audited(r.policy) {
+				return e.compute(st).ms
+			}
+		}
+	}
 	out := make(MapState, len(st.ms))
 	for k, v := range st.ms {
 		if !ids[k.Identity] || k.Identity == 0 {
@@ -982,17 +1116,25 @@ func (e *Engine) compute(st *epState) computed {
 			b.insert(all, Entry{Verdict: Audit, Precedence: PrecedenceAuditDefault, Rules: iso})
 		}
 		if dir == Ingress && isolated && !e.cfg.DenyHostIngress {
-			b.insert(Key{Identity: identity.ReservedHost, Direction: Ingress, Protocol: ProtoAny}, Entry{Verdict: Allow, Precedence: PrecedenceAllow})
+			for _, h := range e.hostIdentities() {
+				b.insert(Key{Identity: h, Direction: Ingress, Protocol: ProtoAny}, Entry{Verdict: Allow, Precedence: PrecedenceAllow})
+			}
 		}
+		var audits []auditKey
 		for _, r := range rules {
 			if r.isolation {
 				continue
 			}
 			entry := e.ruleEntry(r)
 			for _, k := range e.ruleKeys(r, st) {
+				if entry.Precedence == PrecedenceAuditDeny {
+					audits = append(audits, auditKey{k, entry})
+					continue
+				}
 				b.insert(k, entry)
 			}
 		}
+		b.insertAudits(audits)
 	}
 	c.ms = b.m
 	c.size = len(b.m)
@@ -1134,10 +1276,20 @@ func portKeys(base Key, ps portSel) []Key {
 // namedPortKeys resolves a named port against the destination: the endpoint itself for ingress,
 // each peer identity's endpoints for egress. Unresolvable names yield nothing.
 func (e *Engine) namedPortKeys(r *rule, st *epState, ids []identity.NumericIdentity, ps portSel) []Key {
+	if ps.proto == ProtoAny {
+		// As Cilium: ANY is expanded first and the name resolved per protocol.
+		var out []Key
+		for _, p := range []Protocol{ProtoTCP, ProtoUDP, ProtoSCTP} {
+			q := ps
+			q.proto = p
+			out = append(out, e.namedPortKeys(r, st, ids, q)...)
+		}
+		return out
+	}
 	var out []Key
 	resolve := func(ep Endpoint) (uint16, bool) {
 		for _, np := range ep.NamedPorts {
-			if np.Name == ps.name && (ps.proto == ProtoAny || np.Protocol == ps.proto) {
+			if strings.EqualFold(np.Name, ps.name) && np.Protocol == ps.proto {
 				return np.Port, true
 			}
 		}

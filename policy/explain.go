@@ -128,10 +128,7 @@ func (e *Engine) resolvePeer(p Peer) (*epState, identity.NumericIdentity, error)
 	for _, n := range e.nodes {
 		for _, a := range n.IPs {
 			if a.Unmap() == ip {
-				if n.Local {
-					return nil, identity.ReservedHost, nil
-				}
-				return nil, identity.ReservedRemoteNode, nil
+				return nil, e.nodeIdentity(n), nil
 			}
 		}
 	}

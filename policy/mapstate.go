@@ -162,6 +162,70 @@ func (b *mapBuilder) insert(k Key, e Entry) {
 	m[k] = e
 }
 
+// auditKey is a key of an audited deny rule, waiting for insertAudits.
+type auditKey struct {
+	k Key
+	e Entry
+}
+
+// insertAudits adds the keys of audited deny rules where they matter: only where the flows
+// are otherwise allowed (by an allow entry of the same or the wildcard identity, or the
+// audit-only default). There the verdict becomes Audit, attributed to the deny rule; where the
+// traffic is denied anyway, an audited deny changes nothing.
+func (b *mapBuilder) insertAudits(audits []auditKey) {
+	for _, a := range audits {
+		var hits []Key
+		for idx, keys := range b.byID {
+			if idx.dir != a.k.Direction || (a.k.Identity != 0 && idx.id != 0 && idx.id != a.k.Identity) {
+				continue
+			}
+			for _, k := range keys {
+				if b.m[k].Precedence > PrecedenceAllow {
+					continue
+				}
+				if x, ok := intersectKeys(a.k, k); ok {
+					hits = append(hits, x)
+				}
+			}
+		}
+		for _, x := range hits {
+			b.insert(x, a.e)
+		}
+	}
+}
+
+// intersectKeys returns the key matching exactly the flows both keys match. Port prefixes are
+// nested or disjoint, so the intersection is the narrower one.
+func intersectKeys(a, b Key) (Key, bool) {
+	if a.Direction != b.Direction {
+		return Key{}, false
+	}
+	id := a.Identity
+	switch {
+	case id == 0:
+		id = b.Identity
+	case b.Identity != 0 && b.Identity != id:
+		return Key{}, false
+	}
+	proto := a.Protocol
+	switch {
+	case proto == ProtoAny:
+		proto = b.Protocol
+	case b.Protocol != ProtoAny && b.Protocol != proto:
+		return Key{}, false
+	}
+	alo, ahi := a.portRange()
+	blo, bhi := b.portRange()
+	if ahi < blo || bhi < alo {
+		return Key{}, false
+	}
+	narrow := a
+	if b.PortPrefixLen > a.PortPrefixLen {
+		narrow = b
+	}
+	return Key{Identity: id, Direction: a.Direction, Protocol: proto, Port: narrow.Port, PortPrefixLen: narrow.PortPrefixLen}, true
+}
+
 func mergeRules(a, b []RuleRef) []RuleRef {
 	out := slices.Clone(a)
 	for _, r := range b {

@@ -19,6 +19,7 @@ const (
 	kindReserved               // host, world, remote-node, …
 	kindCIDR                   // a prefix a policy names (local scope)
 	kindFQDN                   // an address learned for a toFQDNs selector (local scope)
+	kindNode                   // remote nodes inside policy CIDRs, in ModeSpec (remote-node scope)
 )
 
 // idInfo is what the engine knows of one identity.
@@ -33,6 +34,7 @@ type idInfo struct {
 	within []netip.Prefix
 	world  bool // outside the cluster: CIDR selectors select it in every mode
 	fqdn   []string
+	node   identity.NumericIdentity // for kindNode: the reserved identity it stands for
 }
 
 func newIDInfo(id identity.NumericIdentity, kind idKind, lbls identity.Labels) *idInfo {
@@ -193,14 +195,18 @@ type entitySel struct {
 
 func (s *entitySel) key() string { return "entity:" + s.entity }
 
-func (s *entitySel) matches(id *idInfo) bool {
+func (s *entitySel) matches(info *idInfo) bool {
+	id := info
+	if info.node != 0 {
+		id = &idInfo{id: info.node}
+	}
 	switch s.entity {
 	case "all":
 		return true
 	case "world":
-		return id.world
+		return info.world
 	case "cluster":
-		return !id.world && id.id != identity.ReservedUnmanaged
+		return !info.world && id.id != identity.ReservedUnmanaged
 	case "host":
 		return id.id == identity.ReservedHost
 	case "remote-node":
