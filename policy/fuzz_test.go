@@ -189,7 +189,6 @@ func (g *refGen) meta(name, ns string) metav1.ObjectMeta {
 	return m
 }
 
-
 // selector returns a label selector over kvs (keys prefixed with prefix, or for Cilium with a
 // random source prefix when prefix is "?"), empty with probability empty.
 func (g *refGen) selector(kvs []refKV, prefix string, empty float64) metav1.LabelSelector {
