@@ -1,0 +1,2 @@
+/* Architecture-independent shim: BPF programs use the generic integer types. */
+#include <asm-generic/int-ll64.h>
