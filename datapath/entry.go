@@ -1,0 +1,340 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+)
+
+// Direction is the direction of traffic relative to the endpoint.
+type Direction uint8
+
+const (
+	// Ingress is traffic into the endpoint.
+	Ingress Direction = 0
+	// Egress is traffic out of the endpoint.
+	Egress Direction = 1
+)
+
+// String returns "ingress" or "egress".
+func (d Direction) String() string {
+	if d == Egress {
+		return "egress"
+	}
+	return "ingress"
+}
+
+// Verdict is what an entry does with traffic.
+type Verdict uint8
+
+const (
+	// Deny drops the packet.
+	Deny Verdict = 0
+	// Allow passes the packet (to the next tcx program).
+	Allow Verdict = 1
+	// Audit passes the packet and reports it as audited.
+	Audit Verdict = 2
+)
+
+// String returns "deny", "allow" or "audit".
+func (v Verdict) String() string {
+	switch v {
+	case Allow:
+		return "allow"
+	case Audit:
+		return "audit"
+	}
+	return "deny"
+}
+
+// IP protocol numbers the datapath parses. ProtoAny (0) in an entry matches every protocol.
+const (
+	ProtoAny    uint8 = 0
+	ProtoICMP   uint8 = 1
+	ProtoTCP    uint8 = 6
+	ProtoUDP    uint8 = 17
+	ProtoICMPv6 uint8 = 58
+	ProtoSCTP   uint8 = 132
+)
+
+// Entry is one policy entry of an endpoint, in the layout of a policy map key and value: the
+// remote identity (0 = any), direction, protocol (ProtoAny only with every port), and the top
+// PortPrefixLen bits of Port (0 = every port, 16 = exactly Port), with the verdict, its
+// precedence (higher wins between the specific and the wildcard identity) and a cookie that
+// names the rule in events. The policy package's MapState converts one to one.
+type Entry struct {
+	Identity      uint32
+	Direction     Direction
+	Protocol      uint8
+	Port          uint16
+	PortPrefixLen uint8
+	Verdict       Verdict
+	Precedence    uint8
+	Cookie        uint32
+}
+
+func (e Entry) key() entryKey {
+	return entryKey{e.Identity, e.Direction, e.Protocol, e.Port & portMask(e.PortPrefixLen), e.PortPrefixLen}
+}
+
+// validate reports an entry the datapath cannot hold.
+func (e Entry) validate() error {
+	switch {
+	case e.Direction > Egress:
+		return fmt.Errorf("entry %+v: direction %d is not Ingress or Egress", e, e.Direction)
+	case e.PortPrefixLen > 16:
+		return fmt.Errorf("entry %+v: PortPrefixLen %d is over 16", e, e.PortPrefixLen)
+	case e.Protocol == ProtoAny && e.PortPrefixLen != 0:
+		return fmt.Errorf("entry %+v: ProtoAny needs PortPrefixLen 0 (every port)", e)
+	case e.Verdict > Audit:
+		return fmt.Errorf("entry %+v: verdict %d is not Deny, Allow or Audit", e, e.Verdict)
+	}
+	return nil
+}
+
+// entryKey is an entry's key part, port masked.
+type entryKey struct {
+	id    uint32
+	dir   Direction
+	proto uint8
+	port  uint16
+	plen  uint8
+}
+
+func portMask(plen uint8) uint16 {
+	if plen == 0 {
+		return 0
+	}
+	return uint16(0xffff) << (16 - plen)
+}
+
+func (k entryKey) portRange() (uint16, uint16) {
+	m := portMask(k.plen)
+	return k.port & m, k.port | ^m
+}
+
+// covers reports whether k matches every flow o matches (same identity and direction).
+func (k entryKey) covers(o entryKey) bool {
+	if k.id != o.id || k.dir != o.dir || (k.proto != ProtoAny && k.proto != o.proto) || k.plen > o.plen {
+		return false
+	}
+	lo, hi := k.portRange()
+	olo, ohi := o.portRange()
+	return lo <= olo && ohi <= hi
+}
+
+// prefixLen is the key's length below identity and direction, as the datapath compares them.
+func (k entryKey) prefixLen() int {
+	if k.proto == ProtoAny {
+		return 0
+	}
+	return 8 + int(k.plen)
+}
+
+type value struct {
+	verdict Verdict
+	prec    uint8
+	cookie  uint32
+	dflt    bool // a materialised "no entry"
+}
+
+// builder keeps, for one identity and direction, entries such that a longest-prefix match
+// returns the highest-precedence answer: a new entry is dropped when a higher-precedence entry
+// covers it, and lower-precedence entries it covers are removed.
+type builder struct {
+	m map[entryKey]value
+}
+
+func newBuilder() *builder { return &builder{m: map[entryKey]value{}} }
+
+func (b *builder) insert(k entryKey, v value) {
+	if cur, ok := b.m[k]; ok && cur.prec >= v.prec {
+		return
+	}
+	for ok, ov := range b.m {
+		if ok != k && ov.prec > v.prec && ok.covers(k) {
+			return
+		}
+	}
+	for ok, ov := range b.m {
+		if ok != k && ov.prec < v.prec && k.covers(ok) {
+			delete(b.m, ok)
+		}
+	}
+	b.m[k] = v
+}
+
+// lpm is the longest-prefix match among the builder's keys for one flow.
+func (b *builder) lpm(id uint32, dir Direction, proto uint8, port uint16) (entryKey, value, bool) {
+	for plen := 16; plen >= 0; plen-- {
+		k := entryKey{id, dir, proto, port & portMask(uint8(plen)), uint8(plen)}
+		if v, ok := b.m[k]; ok {
+			return k, v, true
+		}
+	}
+	k := entryKey{id: id, dir: dir, proto: ProtoAny}
+	v, ok := b.m[k]
+	return k, v, ok
+}
+
+// Lookup is the Go model of the datapath's decision for entries of one endpoint: the longest
+// prefix match for the specific identity and for the wildcard identity 0, then the higher
+// precedence, then the longer prefix, then the specific identity. ok is false when nothing
+// matches (default deny). The BPF program gives the same answer with the materialised maps.
+func Lookup(entries []Entry, id uint32, dir Direction, proto uint8, port uint16) (Entry, bool) {
+	spec, wild := newBuilder(), newBuilder()
+	index := map[entryKey]Entry{}
+	for _, e := range entries {
+		if e.Direction != dir {
+			continue
+		}
+		k := e.key()
+		index[k] = e
+		v := value{e.Verdict, e.Precedence, e.Cookie, false}
+		switch e.Identity {
+		case 0:
+			wild.insert(k, v)
+		case id:
+			spec.insert(k, v)
+		}
+	}
+	sk, _, sok := spec.lpm(id, dir, proto, port)
+	if id == 0 {
+		return index[sk], sok
+	}
+	wk, _, wok := wild.lpm(0, dir, proto, port)
+	switch {
+	case !sok && !wok:
+		return Entry{}, false
+	case !sok:
+		return index[wk], true
+	case !wok:
+		return index[sk], true
+	}
+	s, w := index[sk], index[wk]
+	switch {
+	case w.Precedence > s.Precedence:
+		return w, true
+	case w.Precedence < s.Precedence:
+		return s, true
+	case wk.prefixLen() > sk.prefixLen():
+		return w, true
+	}
+	return s, true
+}
+
+// materialized is what one endpoint's entries become in the two policy maps.
+type materialized struct {
+	exact map[ceskitPolicyKey]ceskitPolicyVal
+	lpm   map[ceskitPolicyLpmKey]ceskitPolicyVal
+}
+
+func (m materialized) size() int { return len(m.exact) + len(m.lpm) }
+
+// materialize turns an endpoint's entries into exact-hash and LPM map contents that the BPF
+// program's lookup order (exact specific, exact wildcard, LPM specific, LPM wildcard) resolves
+// to what Lookup decides:
+//
+//   - every identity with entries of its own gets the wildcard entries merged into its own
+//     (highest precedence kept, as the datapath arbitrates), its answer for every exact port of
+//     itself or of the wildcard in the exact map, its prefix entries in the LPM map, and, unless
+//     it has an any-protocol entry, an any-protocol default-deny sentinel, so a lookup for it
+//     never falls through to the wildcard;
+//   - the wildcard identity's exact entries go to the exact map, its prefix entries to the LPM map.
+func materialize(ep uint32, entries []Entry) materialized {
+	out := materialized{exact: map[ceskitPolicyKey]ceskitPolicyVal{}, lpm: map[ceskitPolicyLpmKey]ceskitPolicyVal{}}
+	for _, dir := range []Direction{Ingress, Egress} {
+		byID := map[uint32]*builder{}
+		for _, e := range entries {
+			if e.Direction != dir {
+				continue
+			}
+			b := byID[e.Identity]
+			if b == nil {
+				b = newBuilder()
+				byID[e.Identity] = b
+			}
+			b.insert(e.key(), value{e.Verdict, e.Precedence, e.Cookie, false})
+		}
+		wild := byID[0]
+		if wild == nil {
+			wild = newBuilder()
+		}
+		ids := make([]uint32, 0, len(byID))
+		for id := range byID {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			b := byID[id]
+			if id != 0 {
+				for k, v := range wild.m {
+					k.id = id
+					b.insert(k, v)
+				}
+			}
+			type pp struct {
+				proto uint8
+				port  uint16
+			}
+			exactPorts := map[pp]bool{}
+			for k := range b.m {
+				if k.plen == 16 {
+					exactPorts[pp{k.proto, k.port}] = true
+				}
+			}
+			if id != 0 {
+				for k := range wild.m {
+					if k.plen == 16 {
+						exactPorts[pp{k.proto, k.port}] = true
+					}
+				}
+			}
+			for p := range exactPorts {
+				v := value{verdict: Deny, dflt: true}
+				if _, found, ok := b.lpm(id, dir, p.proto, p.port); ok {
+					v = found
+				}
+				out.exact[ceskitPolicyKey{EpId: ep, Identity: id, Dir: uint8(dir), Proto: p.proto, Port: p.port}] = toVal(v)
+			}
+			hasAny := false
+			for k, v := range b.m {
+				if k.plen == 16 {
+					continue
+				}
+				if k.proto == ProtoAny {
+					hasAny = true
+				}
+				out.lpm[lpmKey(ep, id, dir, k)] = toVal(v)
+			}
+			if id != 0 && !hasAny {
+				out.lpm[lpmKey(ep, id, dir, entryKey{id: id, dir: dir, proto: ProtoAny})] = toVal(value{verdict: Deny, dflt: true})
+			}
+		}
+	}
+	return out
+}
+
+func toVal(v value) ceskitPolicyVal {
+	pv := ceskitPolicyVal{Verdict: uint8(v.verdict), Cookie: v.cookie}
+	if v.dflt {
+		pv.Flags = policyFlagDefaultDeny
+	}
+	return pv
+}
+
+// policyFlagDefaultDeny is POLICY_F_DEFAULT_DENY of ceskit.h.
+const policyFlagDefaultDeny = 1
+
+func lpmKey(ep, id uint32, dir Direction, k entryKey) ceskitPolicyLpmKey {
+	plen := uint32(72)
+	if k.proto != ProtoAny {
+		plen += 8 + uint32(k.plen)
+	}
+	var be [2]byte
+	binary.BigEndian.PutUint16(be[:], k.port&portMask(k.plen))
+	return ceskitPolicyLpmKey{
+		Prefixlen: plen, EpId: ep, Identity: id, Dir: uint8(dir), Proto: k.proto,
+		PortBe: binary.NativeEndian.Uint16(be[:]),
+	}
+}

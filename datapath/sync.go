@@ -1,0 +1,298 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+// SyncStats says what a sync wrote.
+type SyncStats struct {
+	// Entries is the endpoint's materialised entry count now (exact + prefix).
+	Entries int
+	// Written and Deleted count map elements updated and removed.
+	Written, Deleted int
+}
+
+// SyncEndpoint makes the endpoint's policy maps hold exactly entries (its whole map state):
+// it materialises them, checks capacity (per endpoint and for the shared maps), then writes the
+// new and changed elements first and deletes the stale ones after, with batch operations, so a
+// flow that stays allowed is never dropped in between. On ErrCapacity or ErrInvalid nothing is
+// written.
+func (d *Datapath) SyncEndpoint(id uint32, entries []Entry) (SyncStats, error) {
+	for i, e := range entries {
+		if err := e.validate(); err != nil {
+			return SyncStats{}, fmt.Errorf("%w: endpoint %d: entries[%d]: %w", ErrInvalid, id, i, err)
+		}
+	}
+	m := materialize(id, entries)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return SyncStats{}, ErrClosed
+	}
+	if m.size() > d.spec.MaxEntriesPerEndpoint {
+		return SyncStats{}, fmt.Errorf("%w: endpoint %d needs %d map entries (%d entries before materialisation), limit %d",
+			ErrCapacity, id, m.size(), len(entries), d.spec.MaxEntriesPerEndpoint)
+	}
+	ep := d.endpoint(id)
+	exact, lpm := 0, 0
+	for oid, o := range d.endpoints {
+		if oid != id {
+			exact += len(o.written.exact)
+			lpm += len(o.written.lpm)
+		}
+	}
+	if exact+len(m.exact) > d.spec.PolicyEntries || lpm+len(m.lpm) > d.spec.PolicyEntries {
+		return SyncStats{}, fmt.Errorf("%w: endpoint %d: the shared policy maps would hold %d exact and %d prefix entries, capacity %d each",
+			ErrCapacity, id, exact+len(m.exact), lpm+len(m.lpm), d.spec.PolicyEntries)
+	}
+	st := SyncStats{Entries: m.size()}
+	for k, v := range m.exact {
+		if ov, ok := ep.written.exact[k]; !ok || ov != v {
+			st.Written++
+		}
+	}
+	for k, v := range m.lpm {
+		if ov, ok := ep.written.lpm[k]; !ok || ov != v {
+			st.Written++
+		}
+	}
+	for k := range ep.written.exact {
+		if _, ok := m.exact[k]; !ok {
+			st.Deleted++
+		}
+	}
+	for k := range ep.written.lpm {
+		if _, ok := m.lpm[k]; !ok {
+			st.Deleted++
+		}
+	}
+	if err := d.writePolicy(id, ep, m); err != nil {
+		return st, err
+	}
+	ep.entries = append(ep.entries[:0], entries...)
+	return st, nil
+}
+
+// Entries returns the entries last synced for an endpoint.
+func (d *Datapath) Entries(id uint32) []Entry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ep := d.endpoints[id]; ep != nil {
+		return append([]Entry(nil), ep.entries...)
+	}
+	return nil
+}
+
+// writePolicy moves the maps from ep.written to m: updates first, deletions after.
+func (d *Datapath) writePolicy(id uint32, ep *endpoint, m materialized) error {
+	var ek []ceskitPolicyKey
+	var ev []ceskitPolicyVal
+	for k, v := range m.exact {
+		if ov, ok := ep.written.exact[k]; !ok || ov != v {
+			ek, ev = append(ek, k), append(ev, v)
+		}
+	}
+	var lk []ceskitPolicyLpmKey
+	var lv []ceskitPolicyVal
+	for k, v := range m.lpm {
+		if ov, ok := ep.written.lpm[k]; !ok || ov != v {
+			lk, lv = append(lk, k), append(lv, v)
+		}
+	}
+	if err := batchUpdate(d.maps.CeskitPolicy, ek, ev); err != nil {
+		return fmt.Errorf("update endpoint %d exact policy: %w", id, err)
+	}
+	for i, k := range ek {
+		ep.written.exact[k] = ev[i]
+	}
+	if err := batchUpdate(d.maps.CeskitPolicyLpm, lk, lv); err != nil {
+		return fmt.Errorf("update endpoint %d prefix policy: %w", id, err)
+	}
+	for i, k := range lk {
+		ep.written.lpm[k] = lv[i]
+	}
+	var dk []ceskitPolicyKey
+	for k := range ep.written.exact {
+		if _, ok := m.exact[k]; !ok {
+			dk = append(dk, k)
+		}
+	}
+	var dl []ceskitPolicyLpmKey
+	for k := range ep.written.lpm {
+		if _, ok := m.lpm[k]; !ok {
+			dl = append(dl, k)
+		}
+	}
+	if err := batchDelete(d.maps.CeskitPolicy, dk); err != nil {
+		return fmt.Errorf("delete endpoint %d exact policy: %w", id, err)
+	}
+	for _, k := range dk {
+		delete(ep.written.exact, k)
+	}
+	if err := batchDelete(d.maps.CeskitPolicyLpm, dl); err != nil {
+		return fmt.Errorf("delete endpoint %d prefix policy: %w", id, err)
+	}
+	for _, k := range dl {
+		delete(ep.written.lpm, k)
+	}
+	return nil
+}
+
+// batchUpdate writes keys and values with one syscall per batch, falling back to single updates
+// where the map type has no batch support.
+func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) {
+		return err
+	}
+	for i := range keys {
+		if err := m.Put(&keys[i], &vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func batchDelete[K any](m *ebpf.Map, keys []K) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchDelete(keys, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	for i := range keys {
+		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapped returns the 16-byte form of an address (IPv4 as IPv4-mapped IPv6).
+func mapped(a netip.Addr) [16]byte {
+	return a.Unmap().As16()
+}
+
+// SetIdentities makes the ipcache map every prefix to its identity: host prefixes (/32, /128) go
+// to the exact map, others to the prefix map; prefixes no longer listed are removed. Writes come
+// before deletions.
+func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
+	for p := range ids {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: prefix %s", ErrInvalid, p)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	norm := make(map[netip.Prefix]uint32, len(ids))
+	for p, id := range ids {
+		norm[netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()] = id
+	}
+	var ek []ceskitIpcacheKey
+	var ev []ceskitIpcacheVal
+	var lk []ceskitIpcacheLpmKey
+	var lv []ceskitIpcacheVal
+	for p, id := range norm {
+		if old, ok := d.ipcache[p]; ok && old == id {
+			continue
+		}
+		if p.IsSingleIP() {
+			ek, ev = append(ek, ceskitIpcacheKey{Addr: mapped(p.Addr())}), append(ev, ceskitIpcacheVal{Identity: id})
+		} else {
+			lk, lv = append(lk, lpmIPKey(p)), append(lv, ceskitIpcacheVal{Identity: id})
+		}
+	}
+	exact, prefixes := 0, 0
+	for p := range norm {
+		if p.IsSingleIP() {
+			exact++
+		} else {
+			prefixes++
+		}
+	}
+	if exact > d.spec.IPCacheEntries || prefixes > d.spec.IPCachePrefixes {
+		return fmt.Errorf("%w: ipcache needs %d addresses and %d prefixes, capacity %d and %d", ErrCapacity, exact, prefixes, d.spec.IPCacheEntries, d.spec.IPCachePrefixes)
+	}
+	if err := batchUpdate(d.maps.CeskitIpcache, ek, ev); err != nil {
+		return fmt.Errorf("update ipcache: %w", err)
+	}
+	if err := batchUpdate(d.maps.CeskitIpcacheLpm, lk, lv); err != nil {
+		return fmt.Errorf("update ipcache prefixes: %w", err)
+	}
+	var dk []ceskitIpcacheKey
+	var dl []ceskitIpcacheLpmKey
+	for p := range d.ipcache {
+		if _, ok := norm[p]; ok {
+			continue
+		}
+		if p.IsSingleIP() {
+			dk = append(dk, ceskitIpcacheKey{Addr: mapped(p.Addr())})
+		} else {
+			dl = append(dl, lpmIPKey(p))
+		}
+	}
+	if err := batchDelete(d.maps.CeskitIpcache, dk); err != nil {
+		return fmt.Errorf("delete from ipcache: %w", err)
+	}
+	if err := batchDelete(d.maps.CeskitIpcacheLpm, dl); err != nil {
+		return fmt.Errorf("delete from ipcache prefixes: %w", err)
+	}
+	d.ipcache = norm
+	return nil
+}
+
+// unmapBits is 96 for an IPv4-mapped prefix, whose bits count the mapping prefix.
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return 96
+	}
+	return 0
+}
+
+func lpmIPKey(p netip.Prefix) ceskitIpcacheLpmKey {
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	return ceskitIpcacheLpmKey{Prefixlen: uint32(bits), Addr: mapped(p.Addr())}
+}
+
+// FlushConntrack deletes the tracked flows of an endpoint (all endpoints with id 0), so that a
+// policy change that removes an allow also stops established connections. Without it they keep
+// passing until idle for Spec.ConntrackTimeout.
+func (d *Datapath) FlushConntrack(id uint32) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0, ErrClosed
+	}
+	var k ceskitCtKey
+	var v ceskitCtVal
+	var del []ceskitCtKey
+	it := d.maps.CeskitCt.Iterate()
+	for it.Next(&k, &v) {
+		if id == 0 || k.EpId == id {
+			del = append(del, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("iterate conntrack: %w", err)
+	}
+	if err := batchDelete(d.maps.CeskitCt, del); err != nil {
+		return 0, fmt.Errorf("flush conntrack: %w", err)
+	}
+	return len(del), nil
+}
