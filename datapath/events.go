@@ -16,15 +16,15 @@ type Reason uint32
 
 // Reasons, as ceskit.h's CNT_* counters.
 const (
-	ReasonForwarded      Reason = 0 // a new flow allowed by policy
-	ReasonForwardedCT    Reason = 1 // an established flow or a reply, allowed by conntrack
-	ReasonAudited        Reason = 2 // would be denied; allowed by audit
-	ReasonDropDefault    Reason = 3 // no entry: default deny
-	ReasonDropDeny       Reason = 4 // an explicit deny entry
-	ReasonDropInvalid    Reason = 5 // a malformed or truncated IP packet
-	ReasonDropFragment   Reason = 6 // a non-first fragment no entry allows
-	ReasonPassNonIP      Reason = 7 // not IPv4/IPv6: passed untouched
-	numReasons                  = 8
+	ReasonForwarded    Reason = 0 // a new flow allowed by policy
+	ReasonForwardedCT  Reason = 1 // an established flow or a reply, allowed by conntrack
+	ReasonAudited      Reason = 2 // would be denied; allowed by audit
+	ReasonDropDefault  Reason = 3 // no entry: default deny
+	ReasonDropDeny     Reason = 4 // an explicit deny entry
+	ReasonDropInvalid  Reason = 5 // a malformed or truncated IP packet
+	ReasonDropFragment Reason = 6 // a non-first fragment no entry allows
+	ReasonPassNonIP    Reason = 7 // not IPv4/IPv6: passed untouched
+	numReasons                = 8
 )
 
 var reasonNames = [numReasons]string{"forwarded", "forwarded-ct", "audited", "drop-default-deny", "drop-deny", "drop-invalid", "drop-fragment", "pass-non-ip"}
@@ -94,7 +94,6 @@ func (er *EventReader) Close() error { return er.r.Close() }
 
 // IsClosed reports whether err means the reader was closed.
 func IsClosed(err error) bool { return errors.Is(err, ringbuf.ErrClosed) }
-
 
 func decodeEvent(b []byte) (Event, error) {
 	var raw ceskitEvent
