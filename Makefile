@@ -23,14 +23,15 @@ controlplane: $(CONTROLPLANE)
 $(CONTROLPLANE):
 	./hack/build-controlplane.sh
 
-## generate: deepcopy functions and CRD manifests (controller-gen).
+## generate: deepcopy functions and CRD manifests (controller-gen), BPF objects (bpf2go, clang).
 generate:
 	./hack/codegen.sh
+	$(GO) generate ./datapath/...
 
 ## verify-generate: fail when generated code differs from what is committed.
 verify-generate: generate
-	@git diff --exit-code -- '*zz_generated*' slicer/crds identity/crds policy/crds || (echo "generated code is stale: run make generate" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- slicer/crds identity/crds policy/crds '*zz_generated*')" || (echo "untracked generated files: run make generate and commit" >&2; exit 1)
+	@git diff --exit-code -- '*zz_generated*' slicer/crds identity/crds policy/crds 'datapath/*_bpfe[lb].*' || (echo "generated code is stale: run make generate" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- slicer/crds identity/crds policy/crds '*zz_generated*' 'datapath/*_bpfe[lb].*')" || (echo "untracked generated files: run make generate and commit" >&2; exit 1)
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
