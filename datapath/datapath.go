@@ -174,7 +174,60 @@ func Load(spec Spec) (*Datapath, error) {
 	if err := cs.LoadAndAssign(&d.maps, opts); err != nil {
 		return nil, classify("load maps", err)
 	}
+	if spec.PinPath != "" {
+		// Pinned maps keep what an earlier process wrote: take it as written, so that the
+		// first syncs replace it and delete what is stale.
+		if err := d.restore(); err != nil {
+			d.maps.Close()
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// restore reads the policy and ipcache maps back into the tracked state.
+func (d *Datapath) restore() error {
+	var pk ceskitPolicyKey
+	var pv ceskitPolicyVal
+	it := d.maps.CeskitPolicy.Iterate()
+	for it.Next(&pk, &pv) {
+		d.endpoint(pk.EpId).written.exact[pk] = pv
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read pinned policy: %w", err)
+	}
+	var lk ceskitPolicyLpmKey
+	it = d.maps.CeskitPolicyLpm.Iterate()
+	for it.Next(&lk, &pv) {
+		d.endpoint(lk.EpId).written.lpm[lk] = pv
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read pinned prefix policy: %w", err)
+	}
+	var ik ceskitIpcacheKey
+	var iv ceskitIpcacheVal
+	it = d.maps.CeskitIpcache.Iterate()
+	for it.Next(&ik, &iv) {
+		a := netip.AddrFrom16(ik.Addr).Unmap()
+		d.ipcache[netip.PrefixFrom(a, a.BitLen())] = iv.Identity
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read pinned ipcache: %w", err)
+	}
+	var ilk ceskitIpcacheLpmKey
+	it = d.maps.CeskitIpcacheLpm.Iterate()
+	for it.Next(&ilk, &iv) {
+		a := netip.AddrFrom16(ilk.Addr)
+		bits := int(ilk.Prefixlen)
+		if a.Is4In6() {
+			a, bits = a.Unmap(), bits-96
+		}
+		d.ipcache[netip.PrefixFrom(a, bits).Masked()] = iv.Identity
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read pinned ipcache prefixes: %w", err)
+	}
+	return nil
 }
 
 // classify wraps permission and feature errors in ErrNotSupported.

@@ -189,7 +189,9 @@ func Lookup(entries []Entry, id uint32, dir Direction, proto uint8, port uint16)
 			continue
 		}
 		k := e.key()
-		index[k] = e
+		if cur, ok := index[k]; !ok || e.Precedence > cur.Precedence {
+			index[k] = e // for one key the highest precedence counts, as in the builder
+		}
 		v := value{e.Verdict, e.Precedence, e.Cookie, false}
 		switch e.Identity {
 		case 0:
@@ -198,10 +200,11 @@ func Lookup(entries []Entry, id uint32, dir Direction, proto uint8, port uint16)
 			spec.insert(k, v)
 		}
 	}
-	sk, _, sok := spec.lpm(id, dir, proto, port)
 	if id == 0 {
-		return index[sk], sok
+		wk, _, wok := wild.lpm(0, dir, proto, port)
+		return index[wk], wok
 	}
+	sk, _, sok := spec.lpm(id, dir, proto, port)
 	wk, _, wok := wild.lpm(0, dir, proto, port)
 	switch {
 	case !sok && !wok:
@@ -233,14 +236,18 @@ func (m materialized) size() int { return len(m.exact) + len(m.lpm) }
 
 // materialize turns an endpoint's entries into exact-hash and LPM map contents that the BPF
 // program's lookup order (exact specific, exact wildcard, LPM specific, LPM wildcard) resolves
-// to what Lookup decides:
+// to what Lookup decides, with as few elements as that allows:
 //
-//   - every identity with entries of its own gets the wildcard entries merged into its own
-//     (highest precedence kept, as the datapath arbitrates), its answer for every exact port of
-//     itself or of the wildcard in the exact map, its prefix entries in the LPM map, and, unless
-//     it has an any-protocol entry, an any-protocol default-deny sentinel, so a lookup for it
-//     never falls through to the wildcard;
-//   - the wildcard identity's exact entries go to the exact map, its prefix entries to the LPM map.
+//   - the wildcard identity's exact entries go to the exact map, its prefix entries to the LPM
+//     map;
+//   - an identity with entries of its own gets its exact ports in the exact map, each with the
+//     arbitrated answer (its entries and the wildcard's merged, highest precedence kept), plus
+//     the wildcard's exact ports only where the arbitrated answer differs from the wildcard's
+//     (elsewhere the second lookup finds the same answer);
+//   - an identity with prefix entries of its own gets, in the LPM map, its prefix entries with
+//     the wildcard's merged in and, unless one of them covers every protocol, an any-protocol
+//     default-deny sentinel, so its lookup never falls through to the wildcard's; an identity
+//     without prefix entries falls through, which gives the wildcard's answer, the arbitrated one.
 func materialize(ep uint32, entries []Entry) materialized {
 	out := materialized{exact: map[ceskitPolicyKey]ceskitPolicyVal{}, lpm: map[ceskitPolicyLpmKey]ceskitPolicyVal{}}
 	for _, dir := range []Direction{Ingress, Egress} {
@@ -260,45 +267,66 @@ func materialize(ep uint32, entries []Entry) materialized {
 		if wild == nil {
 			wild = newBuilder()
 		}
+		for k, v := range wild.m {
+			if k.plen == 16 {
+				out.exact[ceskitPolicyKey{EpId: ep, Identity: 0, Dir: uint8(dir), Proto: k.proto, Port: k.port}] = toVal(v)
+			} else {
+				out.lpm[lpmKey(ep, 0, dir, k)] = toVal(v)
+			}
+		}
 		ids := make([]uint32, 0, len(byID))
 		for id := range byID {
-			ids = append(ids, id)
+			if id != 0 {
+				ids = append(ids, id)
+			}
 		}
 		slices.Sort(ids)
 		for _, id := range ids {
-			b := byID[id]
-			if id != 0 {
-				for k, v := range wild.m {
-					k.id = id
-					b.insert(k, v)
-				}
-			}
+			own := byID[id]
 			type pp struct {
 				proto uint8
 				port  uint16
 			}
-			exactPorts := map[pp]bool{}
-			for k := range b.m {
+			ownExact := map[pp]bool{}
+			ownPrefix := false
+			for k := range own.m {
 				if k.plen == 16 {
-					exactPorts[pp{k.proto, k.port}] = true
+					ownExact[pp{k.proto, k.port}] = true
+				} else {
+					ownPrefix = true
 				}
 			}
-			if id != 0 {
-				for k := range wild.m {
-					if k.plen == 16 {
-						exactPorts[pp{k.proto, k.port}] = true
-					}
+			merged := newBuilder()
+			for k, v := range own.m {
+				merged.insert(k, v)
+			}
+			for k, v := range wild.m {
+				k.id = id
+				merged.insert(k, v)
+			}
+			answer := func(b *builder, bid uint32, p pp) value {
+				if _, v, ok := b.lpm(bid, dir, p.proto, p.port); ok {
+					return v
+				}
+				return value{verdict: Deny, dflt: true}
+			}
+			for p := range ownExact {
+				out.exact[ceskitPolicyKey{EpId: ep, Identity: id, Dir: uint8(dir), Proto: p.proto, Port: p.port}] = toVal(answer(merged, id, p))
+			}
+			for k := range wild.m {
+				p := pp{k.proto, k.port}
+				if k.plen != 16 || ownExact[p] {
+					continue
+				}
+				if mv, wv := answer(merged, id, p), answer(wild, 0, p); mv != wv {
+					out.exact[ceskitPolicyKey{EpId: ep, Identity: id, Dir: uint8(dir), Proto: p.proto, Port: p.port}] = toVal(mv)
 				}
 			}
-			for p := range exactPorts {
-				v := value{verdict: Deny, dflt: true}
-				if _, found, ok := b.lpm(id, dir, p.proto, p.port); ok {
-					v = found
-				}
-				out.exact[ceskitPolicyKey{EpId: ep, Identity: id, Dir: uint8(dir), Proto: p.proto, Port: p.port}] = toVal(v)
+			if !ownPrefix {
+				continue
 			}
 			hasAny := false
-			for k, v := range b.m {
+			for k, v := range merged.m {
 				if k.plen == 16 {
 					continue
 				}
@@ -307,7 +335,7 @@ func materialize(ep uint32, entries []Entry) materialized {
 				}
 				out.lpm[lpmKey(ep, id, dir, k)] = toVal(v)
 			}
-			if id != 0 && !hasAny {
+			if !hasAny {
 				out.lpm[lpmKey(ep, id, dir, entryKey{id: id, dir: dir, proto: ProtoAny})] = toVal(value{verdict: Deny, dflt: true})
 			}
 		}

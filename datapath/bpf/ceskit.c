@@ -388,12 +388,16 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 
 	__u64 now = 0;
 	struct ct_key ck = {};
+	/* ICMP flows are tracked by the echo identifier alone: a request (type 8/128) and its
+	 * reply (0/129) share the key. */
+	int icmp = f.proto == IPPROTO_ICMP || f.proto == IPPROTO_ICMPV6;
+	__u16 ct_sport = f.sport, ct_dport = icmp ? 0 : f.dport;
 	if (use_ct && f.frag != FRAG_LATER) {
 		now = bpf_ktime_get_ns();
 		__builtin_memcpy(ck.saddr, f.saddr, 16);
 		__builtin_memcpy(ck.daddr, f.daddr, 16);
-		ck.sport = f.sport;
-		ck.dport = f.dport;
+		ck.sport = ct_sport;
+		ck.dport = ct_dport;
 		ck.ep_id = endpoint_id;
 		ck.proto = f.proto;
 		ck.dir = policy_dir;
@@ -405,8 +409,8 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 		struct ct_key rk = {};
 		__builtin_memcpy(rk.saddr, f.daddr, 16);
 		__builtin_memcpy(rk.daddr, f.saddr, 16);
-		rk.sport = f.dport;
-		rk.dport = f.sport;
+		rk.sport = icmp ? ct_sport : ct_dport;
+		rk.dport = icmp ? 0 : ct_sport;
 		rk.ep_id = endpoint_id;
 		rk.proto = f.proto;
 		rk.dir = policy_dir ^ 1;
