@@ -103,26 +103,27 @@ type ceskitRatelimit struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ceskitMapCeskitCounters    = "ceskit_counters"
-	ceskitMapCeskitCt          = "ceskit_ct"
-	ceskitMapCeskitEvents      = "ceskit_events"
-	ceskitMapCeskitIpcache     = "ceskit_ipcache"
-	ceskitMapCeskitIpcacheLpm  = "ceskit_ipcache_lpm"
-	ceskitMapCeskitLost        = "ceskit_lost"
-	ceskitMapCeskitPolicy      = "ceskit_policy"
-	ceskitMapCeskitPolicyLpm   = "ceskit_policy_lpm"
-	ceskitMapCeskitRatelimit   = "ceskit_ratelimit"
-	ceskitProgCeskitEmpty      = "ceskit_empty"
-	ceskitProgCeskitPolicyProg = "ceskit_policy_prog"
-	ceskitVarAllowRet          = "allow_ret"
-	ceskitVarCtTimeoutNs       = "ct_timeout_ns"
-	ceskitVarEndpointId        = "endpoint_id"
-	ceskitVarEventBurst        = "event_burst"
-	ceskitVarEventNewFlows     = "event_new_flows"
-	ceskitVarEventRate         = "event_rate"
-	ceskitVarPolicyDir         = "policy_dir"
-	ceskitVarUnusedEvent       = "unused_event"
-	ceskitVarUseCt             = "use_ct"
+	ceskitMapCeskitCounters      = "ceskit_counters"
+	ceskitMapCeskitCt            = "ceskit_ct"
+	ceskitMapCeskitEvents        = "ceskit_events"
+	ceskitMapCeskitIpcache       = "ceskit_ipcache"
+	ceskitMapCeskitIpcacheLpm    = "ceskit_ipcache_lpm"
+	ceskitMapCeskitLost          = "ceskit_lost"
+	ceskitMapCeskitPolicy        = "ceskit_policy"
+	ceskitMapCeskitPolicyLpm     = "ceskit_policy_lpm"
+	ceskitMapCeskitRatelimit     = "ceskit_ratelimit"
+	ceskitProgCeskitEmpty        = "ceskit_empty"
+	ceskitProgCeskitPolicyProg   = "ceskit_policy_prog"
+	ceskitVarAllowIcmpFragNeeded = "allow_icmp_frag_needed"
+	ceskitVarAllowRet            = "allow_ret"
+	ceskitVarCtTimeoutNs         = "ct_timeout_ns"
+	ceskitVarEndpointId          = "endpoint_id"
+	ceskitVarEventBurst          = "event_burst"
+	ceskitVarEventNewFlows       = "event_new_flows"
+	ceskitVarEventRate           = "event_rate"
+	ceskitVarPolicyDir           = "policy_dir"
+	ceskitVarUnusedEvent         = "unused_event"
+	ceskitVarUseCt               = "use_ct"
 )
 
 // loadCeskit returns the embedded CollectionSpec for ceskit.
@@ -190,15 +191,16 @@ type ceskitMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ceskitVariableSpecs struct {
-	AllowRet      *ebpf.VariableSpec `ebpf:"allow_ret"`
-	CtTimeoutNs   *ebpf.VariableSpec `ebpf:"ct_timeout_ns"`
-	EndpointId    *ebpf.VariableSpec `ebpf:"endpoint_id"`
-	EventBurst    *ebpf.VariableSpec `ebpf:"event_burst"`
-	EventNewFlows *ebpf.VariableSpec `ebpf:"event_new_flows"`
-	EventRate     *ebpf.VariableSpec `ebpf:"event_rate"`
-	PolicyDir     *ebpf.VariableSpec `ebpf:"policy_dir"`
-	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
-	UseCt         *ebpf.VariableSpec `ebpf:"use_ct"`
+	AllowIcmpFragNeeded *ebpf.VariableSpec `ebpf:"allow_icmp_frag_needed"`
+	AllowRet            *ebpf.VariableSpec `ebpf:"allow_ret"`
+	CtTimeoutNs         *ebpf.VariableSpec `ebpf:"ct_timeout_ns"`
+	EndpointId          *ebpf.VariableSpec `ebpf:"endpoint_id"`
+	EventBurst          *ebpf.VariableSpec `ebpf:"event_burst"`
+	EventNewFlows       *ebpf.VariableSpec `ebpf:"event_new_flows"`
+	EventRate           *ebpf.VariableSpec `ebpf:"event_rate"`
+	PolicyDir           *ebpf.VariableSpec `ebpf:"policy_dir"`
+	UnusedEvent         *ebpf.VariableSpec `ebpf:"unused_event"`
+	UseCt               *ebpf.VariableSpec `ebpf:"use_ct"`
 }
 
 // ceskitObjects contains all objects after they have been loaded into the kernel.
@@ -250,15 +252,16 @@ func (m *ceskitMaps) Close() error {
 //
 // It can be passed to loadCeskitObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ceskitVariables struct {
-	AllowRet      *ebpf.Variable `ebpf:"allow_ret"`
-	CtTimeoutNs   *ebpf.Variable `ebpf:"ct_timeout_ns"`
-	EndpointId    *ebpf.Variable `ebpf:"endpoint_id"`
-	EventBurst    *ebpf.Variable `ebpf:"event_burst"`
-	EventNewFlows *ebpf.Variable `ebpf:"event_new_flows"`
-	EventRate     *ebpf.Variable `ebpf:"event_rate"`
-	PolicyDir     *ebpf.Variable `ebpf:"policy_dir"`
-	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
-	UseCt         *ebpf.Variable `ebpf:"use_ct"`
+	AllowIcmpFragNeeded *ebpf.Variable `ebpf:"allow_icmp_frag_needed"`
+	AllowRet            *ebpf.Variable `ebpf:"allow_ret"`
+	CtTimeoutNs         *ebpf.Variable `ebpf:"ct_timeout_ns"`
+	EndpointId          *ebpf.Variable `ebpf:"endpoint_id"`
+	EventBurst          *ebpf.Variable `ebpf:"event_burst"`
+	EventNewFlows       *ebpf.Variable `ebpf:"event_new_flows"`
+	EventRate           *ebpf.Variable `ebpf:"event_rate"`
+	PolicyDir           *ebpf.Variable `ebpf:"policy_dir"`
+	UnusedEvent         *ebpf.Variable `ebpf:"unused_event"`
+	UseCt               *ebpf.Variable `ebpf:"use_ct"`
 }
 
 // ceskitPrograms contains all programs after they have been loaded into the kernel.

@@ -245,9 +245,9 @@ func (m materialized) size() int { return len(m.exact) + len(m.lpm) }
 //     the wildcard's exact ports only where the arbitrated answer differs from the wildcard's
 //     (elsewhere the second lookup finds the same answer);
 //   - an identity with prefix entries of its own gets, in the LPM map, its prefix entries with
-//     the wildcard's merged in and, unless one of them covers every protocol, an any-protocol
-//     default-deny sentinel, so its lookup never falls through to the wildcard's; an identity
-//     without prefix entries falls through, which gives the wildcard's answer, the arbitrated one.
+//     the wildcard's merged in (a miss there means the wildcard's lookup misses too); an
+//     identity without prefix entries falls through to the wildcard's, which gives the
+//     arbitrated answer.
 func materialize(ep uint32, entries []Entry) materialized {
 	out := materialized{exact: map[ceskitPolicyKey]ceskitPolicyVal{}, lpm: map[ceskitPolicyLpmKey]ceskitPolicyVal{}}
 	for _, dir := range []Direction{Ingress, Egress} {
@@ -325,18 +325,13 @@ func materialize(ep uint32, entries []Entry) materialized {
 			if !ownPrefix {
 				continue
 			}
-			hasAny := false
+			// Every wildcard prefix entry is in merged or covered by a higher-precedence
+			// entry of the identity that is: when this lookup misses, the wildcard's misses
+			// too, so no sentinel is needed.
 			for k, v := range merged.m {
-				if k.plen == 16 {
-					continue
+				if k.plen != 16 {
+					out.lpm[lpmKey(ep, id, dir, k)] = toVal(v)
 				}
-				if k.proto == ProtoAny {
-					hasAny = true
-				}
-				out.lpm[lpmKey(ep, id, dir, k)] = toVal(v)
-			}
-			if !hasAny {
-				out.lpm[lpmKey(ep, id, dir, entryKey{id: id, dir: dir, proto: ProtoAny})] = toVal(value{verdict: Deny, dflt: true})
 			}
 		}
 	}

@@ -17,10 +17,10 @@
  *
  * The Go side materialises the entries so that the first hit is the answer the datapath
  * arbitration (specific vs wildcard identity, precedence, longest prefix) gives: for an identity
- * with entries of its own, every exact port of it or of the wildcard is in (1), and its prefix
- * entries, with the wildcard's merged in and a default-deny sentinel, are in (3). An exact-port
- * rule costs one lookup, a wildcard-identity exact-port rule two; ranges and protocol-only rules
- * three or four.
+ * with entries of its own, its exact ports (and the wildcard's where its answer differs) are in
+ * (1), and, if it has prefix entries, those with the wildcard's merged in are in (3). An
+ * exact-port rule costs one lookup, a wildcard-identity exact-port rule two; ranges and
+ * protocol-only rules three or four.
  *
  * Fragments: the first fragment is looked up and tracked like any packet. Later fragments carry
  * no ports: they are looked up with port 0, so only entries that cover every port of the protocol
@@ -49,6 +49,7 @@ volatile const __u64 ct_timeout_ns = 300000000000ULL;
 volatile const __u64 event_rate = 1000;  /* events per second per CPU */
 volatile const __u64 event_burst = 100;  /* events */
 volatile const __u8 event_new_flows = 0; /* also report allowed new flows */
+volatile const __u8 allow_icmp_frag_needed = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -147,6 +148,7 @@ struct flow {
 	__u8 proto;
 	__u8 ipv6;
 	__u8 frag;
+	__u8 icmp_code;
 };
 
 static __always_inline void count(__u32 idx)
@@ -262,6 +264,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 		if ((void *)(icmp + 8) > data_end)
 			return -1;
 		f->dport = icmp[0];
+		f->icmp_code = icmp[1];
 		f->sport = ((__u16)icmp[4] << 8) | icmp[5];
 		break;
 	}
@@ -388,10 +391,26 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 
 	__u64 now = 0;
 	struct ct_key ck = {};
-	/* ICMP flows are tracked by the echo identifier alone: a request (type 8/128) and its
-	 * reply (0/129) share the key. */
-	int icmp = f.proto == IPPROTO_ICMP || f.proto == IPPROTO_ICMPV6;
-	__u16 ct_sport = f.sport, ct_dport = icmp ? 0 : f.dport;
+	/* ICMP: only echo is tracked, keyed by identifier and request type, so a reply (0/129)
+	 * passes for a tracked request (8/128) and nothing else rides on the identifier. Other ICMP
+	 * types go through policy, except "fragmentation needed" / "packet too big", which pass
+	 * (as Cilium's allow_icmp_frag_needed) so path-MTU discovery works. */
+	int track = 1, reply = 1;
+	__u16 ct_sport = f.sport, ct_dport = f.dport, rev_sport = f.dport, rev_dport = f.sport;
+	if (f.proto == IPPROTO_ICMP || f.proto == IPPROTO_ICMPV6) {
+		int v6 = f.proto == IPPROTO_ICMPV6;
+		__u16 req = v6 ? 128 : 8, rep = v6 ? 129 : 0;
+		if (allow_icmp_frag_needed && f.frag != FRAG_LATER &&
+		    ((!v6 && f.dport == 3 && f.icmp_code == 4) || (v6 && f.dport == 2))) {
+			count(CNT_FORWARDED);
+			return allow_ret;
+		}
+		track = f.dport == req;
+		reply = f.dport == rep;
+		ct_dport = req;
+		rev_sport = f.sport;
+		rev_dport = req;
+	}
 	if (use_ct && f.frag != FRAG_LATER) {
 		now = bpf_ktime_get_ns();
 		__builtin_memcpy(ck.saddr, f.saddr, 16);
@@ -401,22 +420,24 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 		ck.ep_id = endpoint_id;
 		ck.proto = f.proto;
 		ck.dir = policy_dir;
-		if (ct_hit(&ck, now)) {
+		if (track && ct_hit(&ck, now)) {
 			count(CNT_FORWARDED_CT);
 			return allow_ret;
 		}
 		/* A reply of a flow this endpoint allowed in the other direction. */
-		struct ct_key rk = {};
-		__builtin_memcpy(rk.saddr, f.daddr, 16);
-		__builtin_memcpy(rk.daddr, f.saddr, 16);
-		rk.sport = icmp ? ct_sport : ct_dport;
-		rk.dport = icmp ? 0 : ct_sport;
-		rk.ep_id = endpoint_id;
-		rk.proto = f.proto;
-		rk.dir = policy_dir ^ 1;
-		if (ct_hit(&rk, now)) {
-			count(CNT_FORWARDED_CT);
-			return allow_ret;
+		if (reply) {
+			struct ct_key rk = {};
+			__builtin_memcpy(rk.saddr, f.daddr, 16);
+			__builtin_memcpy(rk.daddr, f.saddr, 16);
+			rk.sport = rev_sport;
+			rk.dport = rev_dport;
+			rk.ep_id = endpoint_id;
+			rk.proto = f.proto;
+			rk.dir = policy_dir ^ 1;
+			if (ct_hit(&rk, now)) {
+				count(CNT_FORWARDED_CT);
+				return allow_ret;
+			}
 		}
 	}
 
@@ -438,7 +459,7 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 		report(&f, remote, verdict, 0, cookie, reason);
 		return TCX_DROP;
 	}
-	if (use_ct && f.frag != FRAG_LATER) {
+	if (use_ct && track && f.frag != FRAG_LATER) {
 		struct ct_val cv = {.last_seen = now, .cookie = cookie};
 		bpf_map_update_elem(&ceskit_ct, &ck, &cv, BPF_ANY);
 	}
