@@ -71,9 +71,10 @@ type benchShape struct {
 	ipcache map[netip.Prefix]uint32
 	dst     netip.Addr // the endpoint's address
 	// Flows for the paths the benchmarks time; each is allowed.
-	exact     benchFlow // an identity with entries of its own, one of its exact ports: 1 lookup
-	wildExact benchFlow // an identity without entries of its own, a wildcard port: 2 lookups
-	rangePort benchFlow // an identity with a range, a port only the range covers: 3 lookups
+	exact      benchFlow // an identity with entries of its own, one of its exact ports: 1 lookup
+	wildExact  benchFlow // an identity without entries of its own, a wildcard port: 2 lookups
+	rangePort  benchFlow // an identity with a large range (over RangeExpansion ports), a port only it covers: prefix-trie probes
+	smallRange benchFlow // a range of at most RangeExpansion ports, written as exact ports: one lookup
 }
 
 type benchFlow struct {
@@ -163,6 +164,12 @@ func benchEntries(n int) benchShape {
 			break
 		}
 	}
+	for _, e := range sh.entries {
+		if e.Identity != 0 && e.PortPrefixLen < 16 && 1<<(16-e.PortPrefixLen) <= datapath.RangeExpansion {
+			sh.smallRange = benchFlow{id: e.Identity, src: benchAddr(e.Identity), proto: datapath.ProtoTCP, port: e.Port + 1}
+			break
+		}
+	}
 	return sh
 }
 
@@ -227,13 +234,14 @@ func benchLoad(b *testing.B, sh benchShape, conntrack bool) (*datapath.Datapath,
 // BenchmarkVerdict times one packet through the endpoint's ingress program (BPF_PROG_TEST_RUN,
 // 2M runs) per lookup path, against the empty program in the same run: exact (an identity's
 // own exact port: one hash lookup), wildcard-exact (a port open to every identity, from an
-// identity without entries: two), range (a port only a range entry covers: two hash lookups and
-// one LPM) with conntrack off; conntrack-hit (an established flow) with conntrack on.
+// identity without entries: two), small-range (a port of a range of at most RangeExpansion
+// ports: one), range (a port only a larger range covers: two hash lookups and one or two
+// prefix-trie probes) with conntrack off; conntrack-hit (an established flow) with conntrack on.
 func BenchmarkVerdict(b *testing.B) {
 	for _, n := range []int{1000, 16000, 60000} {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 			sh := benchEntries(n)
-			for _, f := range []benchFlow{sh.exact, sh.wildExact, sh.rangePort} {
+			for _, f := range []benchFlow{sh.exact, sh.wildExact, sh.rangePort, sh.smallRange} {
 				if e, ok := datapath.Lookup(sh.entries, f.id, datapath.Ingress, f.proto, f.port); !ok || e.Verdict != datapath.Allow {
 					b.Fatalf("flow %+v: model verdict %+v (found %v), want allow", f, e, ok)
 				}
@@ -251,7 +259,7 @@ func BenchmarkVerdict(b *testing.B) {
 			for _, c := range []struct {
 				path string
 				f    benchFlow
-			}{{"exact", sh.exact}, {"wildcard-exact", sh.wildExact}, {"range", sh.rangePort}} {
+			}{{"exact", sh.exact}, {"wildcard-exact", sh.wildExact}, {"small-range", sh.smallRange}, {"range", sh.rangePort}} {
 				b.Run("path="+c.path, func(b *testing.B) {
 					benchRun(b, prog, empty, c.f.packet(sh.dst), benchTCXNext)
 					b.ReportMetric(float64(st.Entries), "map-entries")

@@ -107,6 +107,7 @@ const (
 	ceskitMapCeskitCt            = "ceskit_ct"
 	ceskitMapCeskitEvents        = "ceskit_events"
 	ceskitMapCeskitIpcache       = "ceskit_ipcache"
+	ceskitMapCeskitIpcache4      = "ceskit_ipcache4"
 	ceskitMapCeskitIpcacheLpm    = "ceskit_ipcache_lpm"
 	ceskitMapCeskitLost          = "ceskit_lost"
 	ceskitMapCeskitPolicy        = "ceskit_policy"
@@ -180,6 +181,7 @@ type ceskitMapSpecs struct {
 	CeskitCt         *ebpf.MapSpec `ebpf:"ceskit_ct"`
 	CeskitEvents     *ebpf.MapSpec `ebpf:"ceskit_events"`
 	CeskitIpcache    *ebpf.MapSpec `ebpf:"ceskit_ipcache"`
+	CeskitIpcache4   *ebpf.MapSpec `ebpf:"ceskit_ipcache4"`
 	CeskitIpcacheLpm *ebpf.MapSpec `ebpf:"ceskit_ipcache_lpm"`
 	CeskitLost       *ebpf.MapSpec `ebpf:"ceskit_lost"`
 	CeskitPolicy     *ebpf.MapSpec `ebpf:"ceskit_policy"`
@@ -227,6 +229,7 @@ type ceskitMaps struct {
 	CeskitCt         *ebpf.Map `ebpf:"ceskit_ct"`
 	CeskitEvents     *ebpf.Map `ebpf:"ceskit_events"`
 	CeskitIpcache    *ebpf.Map `ebpf:"ceskit_ipcache"`
+	CeskitIpcache4   *ebpf.Map `ebpf:"ceskit_ipcache4"`
 	CeskitIpcacheLpm *ebpf.Map `ebpf:"ceskit_ipcache_lpm"`
 	CeskitLost       *ebpf.Map `ebpf:"ceskit_lost"`
 	CeskitPolicy     *ebpf.Map `ebpf:"ceskit_policy"`
@@ -240,6 +243,7 @@ func (m *ceskitMaps) Close() error {
 		m.CeskitCt,
 		m.CeskitEvents,
 		m.CeskitIpcache,
+		m.CeskitIpcache4,
 		m.CeskitIpcacheLpm,
 		m.CeskitLost,
 		m.CeskitPolicy,

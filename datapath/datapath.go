@@ -153,7 +153,7 @@ func Load(spec Spec) (*Datapath, error) {
 	}
 	sizes := map[string]int{
 		"ceskit_policy": spec.PolicyEntries, "ceskit_policy_lpm": spec.PolicyEntries,
-		"ceskit_ipcache": spec.IPCacheEntries, "ceskit_ipcache_lpm": spec.IPCachePrefixes,
+		"ceskit_ipcache": spec.IPCacheEntries, "ceskit_ipcache4": spec.IPCacheEntries, "ceskit_ipcache_lpm": spec.IPCachePrefixes,
 		"ceskit_ct": spec.ConntrackEntries, "ceskit_events": spec.EventsBytes,
 	}
 	for name, n := range sizes {
@@ -204,8 +204,16 @@ func (d *Datapath) restore() error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read pinned prefix policy: %w", err)
 	}
-	var ik ceskitIpcacheKey
+	var ik4 [4]byte
 	var iv ceskitIpcacheVal
+	it = d.maps.CeskitIpcache4.Iterate()
+	for it.Next(&ik4, &iv) {
+		d.ipcache[netip.PrefixFrom(netip.AddrFrom4(ik4), 32)] = iv.Identity
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read pinned ipcache: %w", err)
+	}
+	var ik ceskitIpcacheKey
 	it = d.maps.CeskitIpcache.Iterate()
 	for it.Next(&ik, &iv) {
 		a := netip.AddrFrom16(ik.Addr).Unmap()
@@ -324,7 +332,7 @@ func (d *Datapath) loadProgram(name string, id uint32, dir Direction) (*ebpf.Pro
 func (d *Datapath) mapReplacements() map[string]*ebpf.Map {
 	m := d.maps
 	return map[string]*ebpf.Map{
-		"ceskit_ipcache": m.CeskitIpcache, "ceskit_ipcache_lpm": m.CeskitIpcacheLpm,
+		"ceskit_ipcache": m.CeskitIpcache, "ceskit_ipcache4": m.CeskitIpcache4, "ceskit_ipcache_lpm": m.CeskitIpcacheLpm,
 		"ceskit_policy": m.CeskitPolicy, "ceskit_policy_lpm": m.CeskitPolicyLpm, "ceskit_ct": m.CeskitCt,
 		"ceskit_events": m.CeskitEvents, "ceskit_counters": m.CeskitCounters, "ceskit_lost": m.CeskitLost,
 		"ceskit_ratelimit": m.CeskitRatelimit,

@@ -238,6 +238,7 @@ func (m materialized) size() int { return len(m.exact) + len(m.lpm) }
 // program's lookup order (exact specific, exact wildcard, LPM specific, LPM wildcard) resolves
 // to what Lookup decides, with as few elements as that allows:
 //
+//   - ranges of up to RangeExpansion ports count as exact ports (one element per port);
 //   - the wildcard identity's exact entries go to the exact map, its prefix entries to the LPM
 //     map;
 //   - an identity with entries of its own gets its exact ports in the exact map, each with the
@@ -250,6 +251,27 @@ func (m materialized) size() int { return len(m.exact) + len(m.lpm) }
 //     arbitrated answer.
 func materialize(ep uint32, entries []Entry) materialized {
 	out := materialized{exact: map[ceskitPolicyKey]ceskitPolicyVal{}, lpm: map[ceskitPolicyLpmKey]ceskitPolicyVal{}}
+	type pp struct {
+		proto uint8
+		port  uint16
+	}
+	// points are the ports a builder answers in the exact map: its exact keys and every port of
+	// its small ranges.
+	points := func(b *builder) map[pp]bool {
+		out := map[pp]bool{}
+		for k := range b.m {
+			switch {
+			case k.plen == 16:
+				out[pp{k.proto, k.port}] = true
+			case k.expandable():
+				lo, hi := k.portRange()
+				for p := uint32(lo); p <= uint32(hi); p++ {
+					out[pp{k.proto, uint16(p)}] = true
+				}
+			}
+		}
+		return out
+	}
 	for _, dir := range []Direction{Ingress, Egress} {
 		byID := map[uint32]*builder{}
 		for _, e := range entries {
@@ -267,10 +289,18 @@ func materialize(ep uint32, entries []Entry) materialized {
 		if wild == nil {
 			wild = newBuilder()
 		}
+		answer := func(b *builder, bid uint32, p pp) value {
+			if _, v, ok := b.lpm(bid, dir, p.proto, p.port); ok {
+				return v
+			}
+			return value{verdict: Deny, dflt: true}
+		}
+		wildPoints := points(wild)
+		for p := range wildPoints {
+			out.exact[ceskitPolicyKey{EpId: ep, Identity: 0, Dir: uint8(dir), Proto: p.proto, Port: p.port}] = toVal(answer(wild, 0, p))
+		}
 		for k, v := range wild.m {
-			if k.plen == 16 {
-				out.exact[ceskitPolicyKey{EpId: ep, Identity: 0, Dir: uint8(dir), Proto: k.proto, Port: k.port}] = toVal(v)
-			} else {
+			if k.plen != 16 && !k.expandable() {
 				out.lpm[lpmKey(ep, 0, dir, k)] = toVal(v)
 			}
 		}
@@ -283,16 +313,10 @@ func materialize(ep uint32, entries []Entry) materialized {
 		slices.Sort(ids)
 		for _, id := range ids {
 			own := byID[id]
-			type pp struct {
-				proto uint8
-				port  uint16
-			}
-			ownExact := map[pp]bool{}
+			ownPoints := points(own)
 			ownPrefix := false
 			for k := range own.m {
-				if k.plen == 16 {
-					ownExact[pp{k.proto, k.port}] = true
-				} else {
+				if k.plen != 16 && !k.expandable() {
 					ownPrefix = true
 				}
 			}
@@ -304,18 +328,11 @@ func materialize(ep uint32, entries []Entry) materialized {
 				k.id = id
 				merged.insert(k, v)
 			}
-			answer := func(b *builder, bid uint32, p pp) value {
-				if _, v, ok := b.lpm(bid, dir, p.proto, p.port); ok {
-					return v
-				}
-				return value{verdict: Deny, dflt: true}
-			}
-			for p := range ownExact {
+			for p := range ownPoints {
 				out.exact[ceskitPolicyKey{EpId: ep, Identity: id, Dir: uint8(dir), Proto: p.proto, Port: p.port}] = toVal(answer(merged, id, p))
 			}
-			for k := range wild.m {
-				p := pp{k.proto, k.port}
-				if k.plen != 16 || ownExact[p] {
+			for p := range wildPoints {
+				if ownPoints[p] {
 					continue
 				}
 				if mv, wv := answer(merged, id, p), answer(wild, 0, p); mv != wv {
@@ -327,15 +344,25 @@ func materialize(ep uint32, entries []Entry) materialized {
 			}
 			// Every wildcard prefix entry is in merged or covered by a higher-precedence
 			// entry of the identity that is: when this lookup misses, the wildcard's misses
-			// too, so no sentinel is needed.
+			// too, so no sentinel is needed. Small ranges are answered in the exact map and
+			// never reach this lookup.
 			for k, v := range merged.m {
-				if k.plen != 16 {
+				if k.plen != 16 && !k.expandable() {
 					out.lpm[lpmKey(ep, id, dir, k)] = toVal(v)
 				}
 			}
 		}
 	}
 	return out
+}
+
+// RangeExpansion is the size up to which a port-range prefix entry is written as exact ports:
+// such ranges then cost one hash lookup instead of prefix-trie probes.
+const RangeExpansion = 64
+
+// expandable reports a prefix key small enough to be written as exact ports.
+func (k entryKey) expandable() bool {
+	return k.proto != ProtoAny && k.plen < 16 && 1<<(16-k.plen) <= RangeExpansion
 }
 
 func toVal(v value) ceskitPolicyVal {

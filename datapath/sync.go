@@ -203,15 +203,20 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 	}
 	var ek []ceskitIpcacheKey
 	var ev []ceskitIpcacheVal
+	var e4k [][4]byte
+	var e4v []ceskitIpcacheVal
 	var lk []ceskitIpcacheLpmKey
 	var lv []ceskitIpcacheVal
 	for p, id := range norm {
 		if old, ok := d.ipcache[p]; ok && old == id {
 			continue
 		}
-		if p.IsSingleIP() {
+		switch {
+		case p.IsSingleIP() && p.Addr().Is4():
+			e4k, e4v = append(e4k, p.Addr().As4()), append(e4v, ceskitIpcacheVal{Identity: id})
+		case p.IsSingleIP():
 			ek, ev = append(ek, ceskitIpcacheKey{Addr: mapped(p.Addr())}), append(ev, ceskitIpcacheVal{Identity: id})
-		} else {
+		default:
 			lk, lv = append(lk, lpmIPKey(p)), append(lv, ceskitIpcacheVal{Identity: id})
 		}
 	}
@@ -226,6 +231,9 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 	if exact > d.spec.IPCacheEntries || prefixes > d.spec.IPCachePrefixes {
 		return fmt.Errorf("%w: ipcache needs %d addresses and %d prefixes, capacity %d and %d", ErrCapacity, exact, prefixes, d.spec.IPCacheEntries, d.spec.IPCachePrefixes)
 	}
+	if err := batchUpdate(d.maps.CeskitIpcache4, e4k, e4v); err != nil {
+		return fmt.Errorf("update ipcache: %w", err)
+	}
 	if err := batchUpdate(d.maps.CeskitIpcache, ek, ev); err != nil {
 		return fmt.Errorf("update ipcache: %w", err)
 	}
@@ -233,16 +241,23 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 		return fmt.Errorf("update ipcache prefixes: %w", err)
 	}
 	var dk []ceskitIpcacheKey
+	var d4 [][4]byte
 	var dl []ceskitIpcacheLpmKey
 	for p := range d.ipcache {
 		if _, ok := norm[p]; ok {
 			continue
 		}
-		if p.IsSingleIP() {
+		switch {
+		case p.IsSingleIP() && p.Addr().Is4():
+			d4 = append(d4, p.Addr().As4())
+		case p.IsSingleIP():
 			dk = append(dk, ceskitIpcacheKey{Addr: mapped(p.Addr())})
-		} else {
+		default:
 			dl = append(dl, lpmIPKey(p))
 		}
+	}
+	if err := batchDelete(d.maps.CeskitIpcache4, d4); err != nil {
+		return fmt.Errorf("delete from ipcache: %w", err)
 	}
 	if err := batchDelete(d.maps.CeskitIpcache, dk); err != nil {
 		return fmt.Errorf("delete from ipcache: %w", err)
