@@ -311,3 +311,31 @@ func (d *Datapath) FlushConntrack(id uint32) (int, error) {
 	}
 	return len(del), nil
 }
+
+// ApplyEndpoint applies a diff to the endpoint's entries (as last synced): entries in remove
+// (matched by identity, direction, protocol and port prefix) go, entries in add are put (replacing
+// one with the same key), and the result is synced like SyncEndpoint, writing only what changed
+// in the maps. This is how the policy package's per-endpoint diffs are applied.
+func (d *Datapath) ApplyEndpoint(id uint32, add, remove []Entry) (SyncStats, error) {
+	d.mu.Lock()
+	var cur []Entry
+	if ep := d.endpoints[id]; ep != nil {
+		cur = append(cur, ep.entries...)
+	}
+	d.mu.Unlock()
+	gone := make(map[entryKey]bool, len(remove))
+	for _, e := range remove {
+		gone[e.key()] = true
+	}
+	for _, e := range add {
+		gone[e.key()] = true // replaced below
+	}
+	next := cur[:0]
+	for _, e := range cur {
+		if !gone[e.key()] {
+			next = append(next, e)
+		}
+	}
+	next = append(next, add...)
+	return d.SyncEndpoint(id, next)
+}
