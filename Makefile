@@ -14,9 +14,9 @@ lab: $(CONTROLPLANE)
 test: $(CONTROLPLANE)
 	$(GO) test -race -count=1 ./...
 
-## bench: the slicer, identity and policy benchmarks against the real API server (about 9 minutes).
+## bench: the slicer, identity, policy and datapath benchmarks (about 11 minutes; datapath needs root).
 bench: $(CONTROLPLANE)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/
 
 controlplane: $(CONTROLPLANE)
 
