@@ -73,8 +73,8 @@ type benchShape struct {
 	// Flows for the paths the benchmarks time; each is allowed.
 	exact      benchFlow // an identity with entries of its own, one of its exact ports: 1 lookup
 	wildExact  benchFlow // an identity without entries of its own, a wildcard port: 2 lookups
-	rangePort  benchFlow // an identity with a large range (over RangeExpansion ports), a port only it covers: prefix-trie probes
-	smallRange benchFlow // a range of at most RangeExpansion ports, written as exact ports: one lookup
+	rangePort  benchFlow // an identity with a 256-port range, a port only it covers
+	smallRange benchFlow // a range of at most 64 ports
 }
 
 type benchFlow struct {
@@ -165,7 +165,7 @@ func benchEntries(n int) benchShape {
 		}
 	}
 	for _, e := range sh.entries {
-		if e.Identity != 0 && e.PortPrefixLen < 16 && 1<<(16-e.PortPrefixLen) <= datapath.RangeExpansion {
+		if e.Identity != 0 && e.PortPrefixLen < 16 && 1<<(16-e.PortPrefixLen) <= 64 {
 			sh.smallRange = benchFlow{id: e.Identity, src: benchAddr(e.Identity), proto: datapath.ProtoTCP, port: e.Port + 1}
 			break
 		}
@@ -234,9 +234,10 @@ func benchLoad(b *testing.B, sh benchShape, conntrack bool) (*datapath.Datapath,
 // BenchmarkVerdict times one packet through the endpoint's ingress program (BPF_PROG_TEST_RUN,
 // 2M runs) per lookup path, against the empty program in the same run: exact (an identity's
 // own exact port: one hash lookup), wildcard-exact (a port open to every identity, from an
-// identity without entries: two), small-range (a port of a range of at most RangeExpansion
-// ports: one), range (a port only a larger range covers: two hash lookups and one or two
-// prefix-trie probes) with conntrack off; conntrack-hit (an established flow) with conntrack on.
+// identity without entries: two), small-range and range (ports of a 64- and a 256-port range,
+// both written as exact ports with the default RangeExpansion: one), range-prefix-trie (the
+// 256-port range kept as prefix entries: two hash misses and prefix-trie probes) with conntrack
+// off; conntrack-hit (an established flow) with conntrack on.
 func BenchmarkVerdict(b *testing.B) {
 	for _, n := range []int{1000, 16000, 60000} {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
@@ -265,6 +266,26 @@ func BenchmarkVerdict(b *testing.B) {
 					b.ReportMetric(float64(st.Entries), "map-entries")
 				})
 			}
+			b.Run("path=range-prefix-trie", func(b *testing.B) {
+				// RangeExpansion 1: ranges stay prefix entries (the fallback when expanding them
+				// does not fit the endpoint's limit).
+				spec := benchSpec(false)
+				spec.RangeExpansion = 1
+				d := e2eLoad(b, spec)
+				if err := d.SetIdentities(sh.ipcache); err != nil {
+					b.Fatal(err)
+				}
+				st, err := d.SyncEndpoint(benchEP, sh.entries)
+				if err != nil {
+					b.Fatal(err)
+				}
+				prog, err := d.Program(benchEP, datapath.Ingress)
+				if err != nil {
+					b.Fatal(err)
+				}
+				benchRun(b, prog, empty, sh.rangePort.packet(sh.dst), benchTCXNext)
+				b.ReportMetric(float64(st.Entries), "map-entries")
+			})
 			b.Run("path=conntrack-hit", func(b *testing.B) {
 				d, _ := benchLoad(b, sh, true)
 				prog, err := d.Program(benchEP, datapath.Ingress)

@@ -51,6 +51,11 @@ type Spec struct {
 	// IPCacheEntries and IPCachePrefixes size the address → identity maps (exact /32 and /128,
 	// and other prefixes). Defaults: 65536 and 16384.
 	IPCacheEntries, IPCachePrefixes int
+	// RangeExpansion is the largest port range (in ports) written into the exact map, one
+	// element per port, so that it costs one hash lookup per packet instead of prefix-trie
+	// probes. When an endpoint's entries would then exceed MaxEntriesPerEndpoint, SyncEndpoint
+	// halves it for that endpoint until they fit (1: no expansion). 1–65536. Default: 256.
+	RangeExpansion int
 	// ConntrackEntries sizes the LRU connection-tracking map. Default: 262144.
 	ConntrackEntries int
 	// ConntrackTimeout is how long an idle tracked flow keeps passing without a policy lookup.
@@ -95,10 +100,14 @@ func (s Spec) withDefaults() (Spec, error) {
 		{&s.IPCacheEntries, 65536, "IPCacheEntries"}, {&s.IPCachePrefixes, 16384, "IPCachePrefixes"},
 		{&s.ConntrackEntries, 262144, "ConntrackEntries"}, {&s.EventsBytes, 1 << 20, "EventsBytes"},
 		{&s.EventRate, 1000, "EventRate"}, {&s.EventBurst, 100, "EventBurst"},
+		{&s.RangeExpansion, 256, "RangeExpansion"},
 	} {
 		if err := def(f.v, f.d, f.name); err != nil {
 			return s, err
 		}
+	}
+	if s.RangeExpansion > 65536 {
+		return s, fmt.Errorf("%w: Spec.RangeExpansion=%d must be at most 65536", ErrInvalid, s.RangeExpansion)
 	}
 	if s.EventsBytes&(s.EventsBytes-1) != 0 || s.EventsBytes < os.Getpagesize() {
 		return s, fmt.Errorf("%w: Spec.EventsBytes=%d must be a power of two of at least %d", ErrInvalid, s.EventsBytes, os.Getpagesize())

@@ -238,7 +238,7 @@ func (m materialized) size() int { return len(m.exact) + len(m.lpm) }
 // program's lookup order (exact specific, exact wildcard, LPM specific, LPM wildcard) resolves
 // to what Lookup decides, with as few elements as that allows:
 //
-//   - ranges of up to RangeExpansion ports count as exact ports (one element per port);
+//   - ranges of up to expand ports count as exact ports (one element per port);
 //   - the wildcard identity's exact entries go to the exact map, its prefix entries to the LPM
 //     map;
 //   - an identity with entries of its own gets its exact ports in the exact map, each with the
@@ -249,7 +249,7 @@ func (m materialized) size() int { return len(m.exact) + len(m.lpm) }
 //     the wildcard's merged in (a miss there means the wildcard's lookup misses too); an
 //     identity without prefix entries falls through to the wildcard's, which gives the
 //     arbitrated answer.
-func materialize(ep uint32, entries []Entry) materialized {
+func materialize(ep uint32, entries []Entry, expand int) materialized {
 	out := materialized{exact: map[ceskitPolicyKey]ceskitPolicyVal{}, lpm: map[ceskitPolicyLpmKey]ceskitPolicyVal{}}
 	type pp struct {
 		proto uint8
@@ -263,7 +263,7 @@ func materialize(ep uint32, entries []Entry) materialized {
 			switch {
 			case k.plen == 16:
 				out[pp{k.proto, k.port}] = true
-			case k.expandable():
+			case k.expandable(expand):
 				lo, hi := k.portRange()
 				for p := uint32(lo); p <= uint32(hi); p++ {
 					out[pp{k.proto, uint16(p)}] = true
@@ -300,7 +300,7 @@ func materialize(ep uint32, entries []Entry) materialized {
 			out.exact[ceskitPolicyKey{EpId: ep, Identity: 0, Dir: uint8(dir), Proto: p.proto, Port: p.port}] = toVal(answer(wild, 0, p))
 		}
 		for k, v := range wild.m {
-			if k.plen != 16 && !k.expandable() {
+			if k.plen != 16 && !k.expandable(expand) {
 				out.lpm[lpmKey(ep, 0, dir, k)] = toVal(v)
 			}
 		}
@@ -316,7 +316,7 @@ func materialize(ep uint32, entries []Entry) materialized {
 			ownPoints := points(own)
 			ownPrefix := false
 			for k := range own.m {
-				if k.plen != 16 && !k.expandable() {
+				if k.plen != 16 && !k.expandable(expand) {
 					ownPrefix = true
 				}
 			}
@@ -347,7 +347,7 @@ func materialize(ep uint32, entries []Entry) materialized {
 			// too, so no sentinel is needed. Small ranges are answered in the exact map and
 			// never reach this lookup.
 			for k, v := range merged.m {
-				if k.plen != 16 && !k.expandable() {
+				if k.plen != 16 && !k.expandable(expand) {
 					out.lpm[lpmKey(ep, id, dir, k)] = toVal(v)
 				}
 			}
@@ -356,13 +356,9 @@ func materialize(ep uint32, entries []Entry) materialized {
 	return out
 }
 
-// RangeExpansion is the size up to which a port-range prefix entry is written as exact ports:
-// such ranges then cost one hash lookup instead of prefix-trie probes.
-const RangeExpansion = 64
-
-// expandable reports a prefix key small enough to be written as exact ports.
-func (k entryKey) expandable() bool {
-	return k.proto != ProtoAny && k.plen < 16 && 1<<(16-k.plen) <= RangeExpansion
+// expandable reports a prefix key of at most expand ports, to be written as exact ports.
+func (k entryKey) expandable(expand int) bool {
+	return k.proto != ProtoAny && k.plen < 16 && 1<<(16-k.plen) <= expand
 }
 
 func toVal(v value) ceskitPolicyVal {

@@ -27,11 +27,19 @@ func (d *Datapath) SyncEndpoint(id uint32, entries []Entry) (SyncStats, error) {
 			return SyncStats{}, fmt.Errorf("%w: endpoint %d: entries[%d]: %w", ErrInvalid, id, i, err)
 		}
 	}
-	m := materialize(id, entries)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return SyncStats{}, ErrClosed
+	}
+	// Ranges are written as exact ports (one hash lookup per packet) up to Spec.RangeExpansion
+	// ports; when that does not fit the endpoint's limit, smaller and smaller ranges only.
+	var m materialized
+	for expand := d.spec.RangeExpansion; ; expand /= 2 {
+		m = materialize(id, entries, expand)
+		if m.size() <= d.spec.MaxEntriesPerEndpoint || expand <= 1 {
+			break
+		}
 	}
 	if m.size() > d.spec.MaxEntriesPerEndpoint {
 		return SyncStats{}, fmt.Errorf("%w: endpoint %d needs %d map entries (%d entries before materialisation), limit %d",
