@@ -21,8 +21,9 @@
 //
 // [Datapath.SyncEndpoint] materialises the entries so that the first hit is the answer of the
 // datapath arbitration ([Lookup]: specific vs wildcard identity, precedence, longest prefix):
-// an exact-port rule costs one lookup, a wildcard-identity exact-port rule two, port ranges and
-// protocol-wide rules three or four. Allowed packets return TCX_NEXT (the next tcx program runs:
+// an exact-port rule costs one lookup, a wildcard-identity exact-port rule two; port ranges of
+// up to [Spec].RangeExpansion ports are written as exact ports (one lookup), larger ranges and
+// protocol-wide rules cost three or four. Allowed packets return TCX_NEXT (the next tcx program runs:
 // ceskit coexists with others, e.g. Cilium's on AKS), denied ones are dropped, audited ones pass
 // and are reported.
 //

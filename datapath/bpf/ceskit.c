@@ -19,8 +19,8 @@
  * arbitration (specific vs wildcard identity, precedence, longest prefix) gives: for an identity
  * with entries of its own, its exact ports (and the wildcard's where its answer differs) are in
  * (1), and, if it has prefix entries, those with the wildcard's merged in are in (3). An
- * exact-port rule costs one lookup, a wildcard-identity exact-port rule two; ranges and
- * protocol-only rules three or four.
+ * exact-port rule costs one lookup, a wildcard-identity exact-port rule two; ranges the Go side
+ * writes as exact ports one; larger ranges and protocol-only rules three or four.
  *
  * Fragments: the first fragment is looked up and tracked like any packet. Later fragments carry
  * no ports: they are looked up with port 0, so only entries that cover every port of the protocol
