@@ -33,6 +33,15 @@
 //	...
 //	gc, err := identity.NewGC(client, identity.GCConfig{Metrics: m})
 //
+// # Flow and audit log
+//
+// [Flow] is a policy verdict in Hubble's JSON (`hubble observe -o json` field names and enum
+// spellings, so existing tooling reads it), with ceskit's extras (rule cookie, rule, audit)
+// under "ceskit"; [Event] is an endpoint or slice change; [Record] carries either. Sinks:
+// [NewJSONLinesSink], [NewSlogSink] (level by verdict), [MultiSink]. [LogLevels] keeps one
+// level per component (slicer, identity, policy, datapath, flows …) that can be changed at
+// runtime, also over HTTP, to switch on advanced logging without a restart.
+//
 // Imports flow one way: slicer and identity may name observe, observe never imports them. Go
 // interfaces are satisfied structurally, so [SlicerMetrics] and [IdentityMetrics] need no import
 // of the interfaces they implement.
