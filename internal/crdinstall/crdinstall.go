@@ -92,6 +92,31 @@ func Install(ctx context.Context, cfg *rest.Config, crds []*apiextensionsv1.Cust
 			return fmt.Errorf("wait for crd %s to be established: %w", crd.Name, err)
 		}
 	}
+	// Established is not yet served: discovery (which controllers check before they start)
+	// lists a re-created resource a moment later. Wait for every version of every CRD.
+	for _, crd := range crds {
+		for _, v := range crd.Spec.Versions {
+			if !v.Served {
+				continue
+			}
+			gv := crd.Spec.Group + "/" + v.Name
+			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				res, err := cs.Discovery().ServerResourcesForGroupVersion(gv)
+				if err != nil {
+					return false, nil
+				}
+				for _, r := range res.APIResources {
+					if r.Name == crd.Spec.Names.Plural {
+						return true, nil
+					}
+				}
+				return false, nil
+			})
+			if err != nil {
+				return fmt.Errorf("wait for %s.%s to be served: %w", crd.Spec.Names.Plural, gv, err)
+			}
+		}
+	}
 	return nil
 }
 
