@@ -2,7 +2,6 @@ package observe_test
 
 import (
 	"errors"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -245,27 +244,8 @@ func TestNewIdentityMetricsTwice(t *testing.T) {
 
 // TestNewIdentityMetricsRollback checks that a failed registration leaves nothing behind.
 func TestNewIdentityMetricsRollback(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	// Same name and help (a registry keeps a name's help and labels for its lifetime).
-	blocker := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ceskit_identity_usage_ratio", Help: "Fraction of the allocatable identity range in use"})
-	if err := reg.Register(blocker); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := observe.NewIdentityMetrics(reg); err == nil || !strings.Contains(err.Error(), "ceskit_identity_usage_ratio") {
-		t.Fatalf("NewIdentityMetrics error = %v, want one naming ceskit_identity_usage_ratio", err)
-	}
-	var names []string
-	for name := range snapshot(t, reg) {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	if diff := cmp.Diff([]string{"ceskit_identity_usage_ratio{}"}, names); diff != "" {
-		t.Errorf("series left after a failed registration (-want +got):\n%s", diff)
-	}
-	reg.Unregister(blocker)
-	if _, err := observe.NewIdentityMetrics(reg); err != nil {
-		t.Errorf("NewIdentityMetrics after removing the conflicting metric: %v", err)
-	}
+	checkRollback(t, "ceskit_identity_usage_ratio", "Fraction of the allocatable identity range in use",
+		func(reg prometheus.Registerer) error { _, err := observe.NewIdentityMetrics(reg); return err })
 }
 
 // TestIdentityAndSlicerMetricsShareRegistry checks that the identity and slicer metrics, both

@@ -287,26 +287,35 @@ func TestNewSlicerMetricsTwice(t *testing.T) {
 
 // TestNewSlicerMetricsRollback checks that a failed registration leaves nothing behind.
 func TestNewSlicerMetricsRollback(t *testing.T) {
+	checkRollback(t, "ceskit_slicer_degraded", "1 while the CES controller reports Degraded, else 0",
+		func(reg prometheus.Registerer) error { _, err := observe.NewSlicerMetrics(reg); return err })
+}
+
+// checkRollback registers a gauge under one of a constructor's metric names (same name and help:
+// a registry keeps a name's help and labels for its lifetime), checks that the constructor fails
+// naming it and leaves nothing but the blocker behind, and that it succeeds once the blocker is
+// gone.
+func checkRollback(t *testing.T, name, help string, newMetrics func(prometheus.Registerer) error) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	// Same name and help (a registry keeps a name's help and labels for its lifetime).
-	blocker := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ceskit_slicer_degraded", Help: "1 while the CES controller reports Degraded, else 0"})
+	blocker := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 	if err := reg.Register(blocker); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := observe.NewSlicerMetrics(reg); err == nil || !strings.Contains(err.Error(), "ceskit_slicer_degraded") {
-		t.Fatalf("NewSlicerMetrics error = %v, want one naming ceskit_slicer_degraded", err)
+	if err := newMetrics(reg); err == nil || !strings.Contains(err.Error(), name) {
+		t.Fatalf("constructor error = %v, want one naming %s", err, name)
 	}
 	var names []string
-	for name := range snapshot(t, reg) {
-		names = append(names, name)
+	for n := range snapshot(t, reg) {
+		names = append(names, n)
 	}
 	sort.Strings(names)
-	if diff := cmp.Diff([]string{"ceskit_slicer_degraded{}"}, names); diff != "" {
+	if diff := cmp.Diff([]string{name + "{}"}, names); diff != "" {
 		t.Errorf("series left after a failed registration (-want +got):\n%s", diff)
 	}
 	reg.Unregister(blocker)
-	if _, err := observe.NewSlicerMetrics(reg); err != nil {
-		t.Errorf("NewSlicerMetrics after removing the conflicting metric: %v", err)
+	if err := newMetrics(reg); err != nil {
+		t.Errorf("constructor after removing the conflicting metric: %v", err)
 	}
 }
 

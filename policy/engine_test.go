@@ -8,13 +8,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ceskit/ceskit/identity"
 	"github.com/ceskit/ceskit/policy"
-	"github.com/ceskit/ceskit/policy/ciliumv2"
 )
 
 // world is a small cluster: namespaces prod and dev, pods web and db in each, plus one external
@@ -313,7 +309,7 @@ spec:
 		if p%40 == 0 { // Cilium allows 40 ports per toPorts entry
 			b.WriteString("    - ports:\n")
 		}
-		b.WriteString("      - {port: \"" + itoa(p) + "\", protocol: TCP}\n")
+		b.WriteString("      - {port: \"" + strconv.Itoa(p) + "\", protocol: TCP}\n")
 	}
 	u := w.apply(b.String())
 	d, ok := u.Diffs["prod/web"]
@@ -511,12 +507,3 @@ func keysOf(m map[string]policy.Diff) []string {
 	}
 	return out
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
-
-var (
-	_ = yaml.Marshal
-	_ = networkingv1.NetworkPolicy{}
-	_ = metav1.LabelSelector{}
-	_ = ciliumv2.CiliumNetworkPolicy{}
-)
