@@ -2,7 +2,6 @@ package observe_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
