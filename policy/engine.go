@@ -81,6 +81,9 @@ type Engine struct {
 	mu        sync.Mutex
 	endpoints map[string]*epState
 	nodes     map[string]Node
+	byIP      map[netip.Addr]string // endpoint ID by address (unmapped), for Explain
+	nodeByIP  map[netip.Addr]string // node name by address
+	hosts     []identity.NumericIdentity
 	policies  map[PolicyRef]*Policy
 	rules     []*rule
 
@@ -138,6 +141,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		auditNS:    map[string]bool{},
 		endpoints:  map[string]*epState{},
 		nodes:      map[string]Node{},
+		byIP:       map[netip.Addr]string{},
+		nodeByIP:   map[netip.Addr]string{},
+		hosts:      []identity.NumericIdentity{identity.ReservedHost},
 		policies:   map[PolicyRef]*Policy{},
 		ids:        map[identity.NumericIdentity]*idInfo{},
 		podIDs:     map[string]identity.NumericIdentity{},
@@ -247,7 +253,9 @@ func (e *Engine) upsertEndpoint(ep Endpoint, rel identity.Labels, ch *change) {
 	old := e.endpoints[ep.ID]
 	if old != nil {
 		e.releaseEndpoint(old, ch)
+		unindex(e.byIP, old.ep.IPs, ep.ID)
 	}
+	index(e.byIP, ep.IPs, ep.ID)
 	st := &epState{ep: cloneEndpoint(ep), labels: rel}
 	st.base = e.podIdentity(rel, ep.Identity, ch)
 	e.endpoints[ep.ID] = st
@@ -269,6 +277,7 @@ func (e *Engine) DeleteEndpoint(id string) (Update, error) {
 	ch := newChange()
 	e.releaseEndpoint(st, ch)
 	delete(e.endpoints, id)
+	unindex(e.byIP, st.ep.IPs, id)
 	u := e.apply(ch)
 	if len(st.ms) > 0 {
 		u.Diffs[id] = diffMapStates(st.ms, nil)
@@ -292,6 +301,10 @@ func (e *Engine) UpsertNode(n Node) (Update, error) {
 	defer e.mu.Unlock()
 	n.IPs = slices.Clone(n.IPs)
 	n.Labels = maps.Clone(n.Labels)
+	if old, ok := e.nodes[n.Name]; ok {
+		unindex(e.nodeByIP, old.IPs, n.Name)
+	}
+	index(e.nodeByIP, n.IPs, n.Name)
 	e.nodes[n.Name] = n
 	ch := newChange()
 	e.assignNode(n.Name, ch)
@@ -305,6 +318,7 @@ func (e *Engine) DeleteNode(name string) (Update, error) {
 	if _, ok := e.nodes[name]; !ok {
 		return Update{}, fmt.Errorf("delete node %s: %w", name, ErrNotFound)
 	}
+	unindex(e.nodeByIP, e.nodes[name].IPs, name)
 	delete(e.nodes, name)
 	ch := newChange()
 	e.assignNode(name, ch)
@@ -915,12 +929,10 @@ func (e *Engine) apply(ch *change) Update {
 			}
 		}
 	}
-	hostChanged := false
-	for id := range ch.identities {
-		if id == identity.ReservedHost || id.Scope() == identity.ScopeRemoteNode {
-			hostChanged = true // the allow-localhost entries depend on the host's identities
-		}
-	}
+	// The allow-localhost entries of every isolated endpoint list the host's identities.
+	hosts := e.hostIdentities()
+	hostChanged := !slices.Equal(hosts, e.hosts)
+	e.hosts = hosts
 	if hostChanged {
 		// Every isolated endpoint lets the host in: all maps carry the host identities.
 		for id := range e.endpoints {
@@ -993,6 +1005,7 @@ func (e *Engine) hostIdentities() []identity.NumericIdentity {
 			out = append(out, id)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -1326,4 +1339,20 @@ func (e *Engine) namedPortKeys(r *rule, st *epState, ids []identity.NumericIdent
 		}
 	}
 	return out
+}
+
+// index records addresses as owned by name.
+func index(m map[netip.Addr]string, ips []netip.Addr, name string) {
+	for _, ip := range ips {
+		m[ip.Unmap()] = name
+	}
+}
+
+// unindex forgets addresses owned by name (not those another owner took since).
+func unindex(m map[netip.Addr]string, ips []netip.Addr, name string) {
+	for _, ip := range ips {
+		if m[ip.Unmap()] == name {
+			delete(m, ip.Unmap())
+		}
+	}
 }

@@ -118,19 +118,12 @@ func (e *Engine) resolvePeer(p Peer) (*epState, identity.NumericIdentity, error)
 		return nil, 0, fmt.Errorf("%w: a peer needs an endpoint ID or an address", ErrInvalidEndpoint)
 	}
 	ip := p.IP.Unmap()
-	for _, st := range e.endpoints {
-		for _, a := range st.ep.IPs {
-			if a.Unmap() == ip {
-				return st, st.id, nil
-			}
-		}
+	if id, ok := e.byIP[ip]; ok {
+		st := e.endpoints[id]
+		return st, st.id, nil
 	}
-	for _, n := range e.nodes {
-		for _, a := range n.IPs {
-			if a.Unmap() == ip {
-				return nil, e.nodeIdentity(n), nil
-			}
-		}
+	if name, ok := e.nodeByIP[ip]; ok {
+		return nil, e.nodeIdentity(e.nodes[name]), nil
 	}
 	return nil, e.addressIdentity(ip), nil
 }
