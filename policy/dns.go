@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/ceskit/ceskit/identity"
 )
@@ -15,16 +16,22 @@ import (
 func (e *Engine) ObserveDNS(a DNSAnswer) Update {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	e.dns.Observe(a)
-	return e.refreshFQDN()
+	u := e.refreshFQDN()
+	e.report(scopeDNS, start, u)
+	return u
 }
 
 // ExpireDNS drops expired DNS answers and the identities only they kept, returning the diffs.
 func (e *Engine) ExpireDNS() Update {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	e.dns.Expire()
-	return e.refreshFQDN()
+	u := e.refreshFQDN()
+	e.report(scopeDNS, start, u)
+	return u
 }
 
 // refreshFQDN recomputes the FQDN identities from the DNS cache and the toFQDNs selectors in use.

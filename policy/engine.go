@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -48,6 +49,13 @@ type Config struct {
 
 	// Logger receives the engine's logs. Default: discard.
 	Logger *slog.Logger
+
+	// Metrics receives the engine's measurements: policy changes, revision, update durations,
+	// enforcement, map pressure, overflows and the selector cache (see [Engine] for when each is
+	// reported). Default: NopMetrics. observe.PolicyMetrics implements it on Prometheus. The
+	// engine calls it mostly with its lock held: implementations must return quickly and must not
+	// call back into the engine, which would deadlock.
+	Metrics Metrics
 }
 
 // Validate reports the first bad field as a *[ConfigError].
@@ -72,9 +80,30 @@ func (c Config) Validate() error {
 // Engine computes, for every endpoint, the policy map state its datapath needs, from endpoints,
 // nodes and policies, and keeps it current incrementally: every change returns the per-endpoint
 // diffs to apply. It is safe for concurrent use; changes are serialized.
+//
+// Every change is reported to [Config].Metrics before the call returns:
+//
+//   - UpsertPolicy/UpsertPolicies and DeletePolicy: PolicyChange("update" or "delete", "success"
+//     or "failure") once per policy named in the call (a failing call changes nothing, so all
+//     its policies fail); on success also Policies (policies held) and Revision
+//     ([Engine.Revision]).
+//   - Every successful change (scope "policy", "endpoint" for UpsertEndpoint(s) and
+//     DeleteEndpoint, "node" for UpsertNode and DeleteNode, "dns" for ObserveDNS and ExpireDNS):
+//     Update with the time spent holding the engine's lock and [Update].Recomputed; then
+//     MapPressure (entries of the fullest endpoint map, an overflowed one counting as empty, and
+//     [Config].MapCapacity) and SelectorCache (selectors in use and the sum over them of the
+//     identities each selects, an identity counted once per selector selecting it).
+//   - Policy and endpoint changes: Enforcement, the endpoints isolated (default deny, audited or
+//     not) at ingress only, egress only, both, or none.
+//   - Overflow whenever recomputing an endpoint needs more than [Config].MapCapacity entries
+//     (every such recomputation, also of an endpoint already over capacity).
+//
+// Failed calls other than policy changes report nothing. The aggregates are maintained as
+// endpoints are recomputed, so reporting costs no pass over all endpoints.
 type Engine struct {
 	cfg     Config
 	log     *slog.Logger
+	metrics Metrics
 	audit   map[PolicyRef]bool
 	auditNS map[string]bool
 
@@ -107,6 +136,13 @@ type Engine struct {
 	ruleSels map[*rule]*ruleSels           // the selector-cache entries of each registered rule
 	// bySubject indexes rules by subject identity during one apply (nil: scan all rules).
 	bySubject map[identity.NumericIdentity][]*rule
+
+	// Aggregates for metrics, kept current as endpoints are settled, added and removed.
+	revision uint64
+	enforced [4]int      // endpoints by enforcement (bit 0 ingress, bit 1 egress)
+	sizes    map[int]int // endpoints by map entries
+	maxSize  int         // largest key of sizes
+	selIDs   int         // sum over e.sels of len(ids)
 }
 
 // epState is one endpoint and its computed policy.
@@ -134,9 +170,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
 	e := &Engine{
 		cfg:        cfg,
 		log:        cfg.Logger,
+		metrics:    cfg.Metrics,
+		sizes:      map[int]int{},
 		audit:      map[PolicyRef]bool{},
 		auditNS:    map[string]bool{},
 		endpoints:  map[string]*epState{},
@@ -224,6 +265,7 @@ func (e *Engine) UpsertEndpoints(eps ...Endpoint) (Update, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	for i, ep := range eps {
 		if err := e.checkIdentity(ep, rels[i]); err != nil {
 			return Update{}, err
@@ -233,7 +275,9 @@ func (e *Engine) UpsertEndpoints(eps ...Endpoint) (Update, error) {
 	for i, ep := range eps {
 		e.upsertEndpoint(ep, rels[i], ch)
 	}
-	return e.apply(ch), nil
+	u := e.apply(ch)
+	e.report(scopeEndpoint, start, u)
+	return u, nil
 }
 
 // checkIdentity rejects an identity hint that contradicts what the engine knows.
@@ -254,11 +298,13 @@ func (e *Engine) upsertEndpoint(ep Endpoint, rel identity.Labels, ch *change) {
 	if old != nil {
 		e.releaseEndpoint(old, ch)
 		unindex(e.byIP, old.ep.IPs, ep.ID)
+		e.account(old, -1)
 	}
 	index(e.byIP, ep.IPs, ep.ID)
 	st := &epState{ep: cloneEndpoint(ep), labels: rel}
 	st.base = e.podIdentity(rel, ep.Identity, ch)
 	e.endpoints[ep.ID] = st
+	e.account(st, 1)
 	e.assignEffective(st, ch)
 	ch.endpoints[ep.ID] = true
 	if old != nil && !slices.Equal(old.ep.NamedPorts, ep.NamedPorts) {
@@ -270,6 +316,7 @@ func (e *Engine) upsertEndpoint(ep Endpoint, rel identity.Labels, ch *change) {
 func (e *Engine) DeleteEndpoint(id string) (Update, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	st := e.endpoints[id]
 	if st == nil {
 		return Update{}, fmt.Errorf("delete endpoint %s: %w", id, ErrNotFound)
@@ -277,11 +324,13 @@ func (e *Engine) DeleteEndpoint(id string) (Update, error) {
 	ch := newChange()
 	e.releaseEndpoint(st, ch)
 	delete(e.endpoints, id)
+	e.account(st, -1)
 	unindex(e.byIP, st.ep.IPs, id)
 	u := e.apply(ch)
 	if len(st.ms) > 0 {
 		u.Diffs[id] = diffMapStates(st.ms, nil)
 	}
+	e.report(scopeEndpoint, start, u)
 	return u, nil
 }
 
@@ -299,6 +348,7 @@ func (e *Engine) UpsertNode(n Node) (Update, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	n.IPs = slices.Clone(n.IPs)
 	n.Labels = maps.Clone(n.Labels)
 	if old, ok := e.nodes[n.Name]; ok {
@@ -308,13 +358,16 @@ func (e *Engine) UpsertNode(n Node) (Update, error) {
 	e.nodes[n.Name] = n
 	ch := newChange()
 	e.assignNode(n.Name, ch)
-	return e.apply(ch), nil
+	u := e.apply(ch)
+	e.report(scopeNode, start, u)
+	return u, nil
 }
 
 // DeleteNode removes a node.
 func (e *Engine) DeleteNode(name string) (Update, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	if _, ok := e.nodes[name]; !ok {
 		return Update{}, fmt.Errorf("delete node %s: %w", name, ErrNotFound)
 	}
@@ -322,7 +375,9 @@ func (e *Engine) DeleteNode(name string) (Update, error) {
 	delete(e.nodes, name)
 	ch := newChange()
 	e.assignNode(name, ch)
-	return e.apply(ch), nil
+	u := e.apply(ch)
+	e.report(scopeNode, start, u)
+	return u, nil
 }
 
 // nodeIdentity returns the identity a node's traffic carries.
@@ -417,11 +472,15 @@ func (e *Engine) UpsertPolicy(p *Policy) (Update, error) {
 func (e *Engine) UpsertPolicies(ps ...*Policy) (Update, error) {
 	for i, p := range ps {
 		if p == nil {
+			for range ps {
+				e.metrics.PolicyChange("update", "failure")
+			}
 			return Update{}, fmt.Errorf("%w: policy %d is nil", ErrInvalidPolicy, i)
 		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	ch := newChange()
 	for _, p := range ps {
 		if old := e.policies[p.ref]; old != nil {
@@ -441,21 +500,35 @@ func (e *Engine) UpsertPolicies(ps ...*Policy) (Update, error) {
 		}
 	}
 	e.resplit(ch)
-	return e.apply(ch), nil
+	u := e.apply(ch)
+	if len(ps) > 0 {
+		e.revision++
+	}
+	for range ps {
+		e.metrics.PolicyChange("update", "success")
+	}
+	e.report(scopePolicy, start, u)
+	return u, nil
 }
 
 // DeletePolicy removes a policy.
 func (e *Engine) DeletePolicy(ref PolicyRef) (Update, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	start := time.Now()
 	p := e.policies[ref]
 	if p == nil {
+		e.metrics.PolicyChange("delete", "failure")
 		return Update{}, fmt.Errorf("delete policy %s: %w", ref, ErrNotFound)
 	}
 	ch := newChange()
 	e.removePolicy(p, ch)
 	e.resplit(ch)
-	return e.apply(ch), nil
+	u := e.apply(ch)
+	e.revision++
+	e.metrics.PolicyChange("delete", "success")
+	e.report(scopePolicy, start, u)
+	return u, nil
 }
 
 func (e *Engine) removePolicy(p *Policy, ch *change) {
@@ -470,6 +543,71 @@ func (e *Engine) removePolicy(p *Policy, ch *change) {
 		if e.prefixes[pfx] == 0 {
 			delete(e.prefixes, pfx)
 			e.removePrefix(pfx, ch)
+		}
+	}
+}
+
+// Revision returns the engine's policy revision: 0 for a new engine, raised by one by every
+// successful UpsertPolicy, UpsertPolicies (with at least one policy) and DeletePolicy call.
+func (e *Engine) Revision() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.revision
+}
+
+// Metric scopes of [Metrics.Update].
+const (
+	scopePolicy   = "policy"
+	scopeEndpoint = "endpoint"
+	scopeNode     = "node"
+	scopeDNS      = "dns"
+)
+
+// enforcementNames are the Enforcement keys, indexed by enforcement bits (1 ingress, 2 egress).
+var enforcementNames = [4]string{"none", "ingress", "egress", "both"}
+
+// report hands the measurements of one successful change to the metrics. Called with e.mu held.
+func (e *Engine) report(scope string, start time.Time, u Update) {
+	if scope == scopePolicy {
+		e.metrics.Policies(len(e.policies))
+		e.metrics.Revision(e.revision)
+	}
+	e.metrics.Update(scope, time.Since(start), u.Recomputed)
+	if scope == scopePolicy || scope == scopeEndpoint {
+		counts := make(map[string]int, len(enforcementNames))
+		for i, name := range enforcementNames {
+			counts[name] = e.enforced[i]
+		}
+		e.metrics.Enforcement(counts)
+	}
+	e.metrics.MapPressure(e.maxSize, e.cfg.MapCapacity)
+	e.metrics.SelectorCache(len(e.sels), e.selIDs)
+}
+
+// account adds (d = 1) or removes (d = -1) an endpoint's enforcement and map size to or from the
+// aggregates the metrics report. When the last endpoint of the largest size goes, the new largest
+// is found among the distinct sizes.
+func (e *Engine) account(st *epState, d int) {
+	enf := 0
+	if len(st.isolated[Ingress]) > 0 {
+		enf |= 1
+	}
+	if len(st.isolated[Egress]) > 0 {
+		enf |= 2
+	}
+	e.enforced[enf] += d
+	n := len(st.ms)
+	e.sizes[n] += d
+	switch {
+	case d > 0:
+		e.maxSize = max(e.maxSize, n)
+	case e.sizes[n] == 0:
+		delete(e.sizes, n)
+		if n == e.maxSize {
+			e.maxSize = 0
+			for s := range e.sizes {
+				e.maxSize = max(e.maxSize, s)
+			}
 		}
 	}
 }
@@ -602,6 +740,9 @@ func (e *Engine) addIdentity(info *idInfo, ch *change) {
 	ch.identities[info.id] = true
 	for k, s := range e.sels {
 		if s.sel.matches(info) {
+			if _, ok := s.ids[info.id]; !ok {
+				e.selIDs++
+			}
 			s.ids[info.id] = struct{}{}
 			s.list = nil
 			e.touchSelector(k, ch)
@@ -615,6 +756,7 @@ func (e *Engine) removeIdentity(id identity.NumericIdentity, ch *change) {
 	for k, s := range e.sels {
 		if _, ok := s.ids[id]; ok {
 			delete(s.ids, id)
+			e.selIDs--
 			s.list = nil
 			e.touchSelector(k, ch)
 		}
@@ -697,9 +839,11 @@ func (e *Engine) reindexAddresses(ch *change) {
 		if _, ok := s.sel.(*cidrSel); !ok {
 			continue
 		}
+		n := len(s.ids)
 		if e.reselect(s, ch) {
 			e.touchSelector(k, ch)
 		}
+		e.selIDs += len(s.ids) - n
 	}
 }
 
@@ -819,6 +963,7 @@ func (e *Engine) registerRule(r *rule) {
 			se = &selEntry{sel: s, ids: map[identity.NumericIdentity]struct{}{}}
 			e.reselect(se)
 			e.sels[k] = se
+			e.selIDs += len(se.ids)
 		}
 		if e.selUsers[k] == nil {
 			e.selUsers[k] = map[*rule]struct{}{}
@@ -846,7 +991,10 @@ func (e *Engine) unregisterRule(r *rule) {
 		delete(e.selUsers[k], r)
 		if len(e.selUsers[k]) == 0 {
 			delete(e.selUsers, k)
-			delete(e.sels, k)
+			if se := e.sels[k]; se != nil {
+				e.selIDs -= len(se.ids)
+				delete(e.sels, k)
+			}
 		}
 	}
 }
@@ -1021,6 +1169,7 @@ func (e *Engine) settle(st *epState, ms MapState, isolated [2][]RuleRef, u *Upda
 	if size := len(ms); size > e.cfg.MapCapacity {
 		err = &OverflowError{Endpoint: st.ep.ID, Needed: size, Capacity: e.cfg.MapCapacity}
 		ms = MapState{}
+		e.metrics.Overflow()
 		if st.err == nil {
 			e.log.Error("policy map overflow: endpoint fails closed", "endpoint", st.ep.ID, "needed", size, "capacity", e.cfg.MapCapacity)
 		}
@@ -1035,7 +1184,9 @@ func (e *Engine) settle(st *epState, ms MapState, isolated [2][]RuleRef, u *Upda
 	if (err != nil) != (st.err != nil) || !d.Empty() {
 		u.Diffs[st.ep.ID] = d
 	}
+	e.account(st, -1)
 	st.ms, st.err, st.isolated = ms, err, isolated
+	e.account(st, 1)
 }
 
 // mapID identifies a map object (0 for nil).
