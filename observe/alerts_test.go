@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -184,14 +185,32 @@ func TestAlertRenderings(t *testing.T) {
 	}
 }
 
-// TestAlertRulesUseExistingMetrics checks that every series an alert selects is one the
-// slicer's and the identity allocator's metrics register, with the label values it matches.
+// TestAlertRulesUseExistingMetrics checks that every series an alert selects is one ceskit's
+// metrics adapters register, with the label values it matches: the series that exist from the
+// start, and those that the policy engine, the datapath and the flow log create as they report
+// (a policy verdict that was dropped, the fill of the datapath's policy maps).
 func TestAlertRulesUseExistingMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	if _, err := observe.NewSlicerMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := observe.NewIdentityMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := observe.NewPolicyMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	dm, err := observe.NewDatapathMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm.MapPressure("ceskit_policy", 1, 2)
+	fm, err := observe.NewFlowMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := deniedTCPFlow()
+	if err := fm.Write(t.Context(), observe.Record{Flow: &denied}); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()
@@ -256,6 +275,17 @@ func TestAlertRulesEvaluate(t *testing.T) {
 		}
 		return out
 	}
+	pressure := func(mapName string) string { return fmt.Sprintf(`cilium_bpf_map_pressure{map_name=%q}`, mapName) }
+	lost := func(source string) string { return fmt.Sprintf(`hubble_lost_events_total{source=%q}`, source) }
+	// verdicts names a series of hubble_policy_verdicts_total, of one scrape target if instance
+	// is given.
+	verdicts := func(action, direction string, instance ...string) string {
+		extra := ""
+		if len(instance) > 0 {
+			extra = fmt.Sprintf(`,instance=%q`, instance[0])
+		}
+		return fmt.Sprintf(`hubble_policy_verdicts_total{action=%q,direction=%q,match="none"%s}`, action, direction, extra)
+	}
 	for _, tc := range []struct {
 		rule   string
 		name   string
@@ -275,6 +305,37 @@ func TestAlertRulesEvaluate(t *testing.T) {
 		{"CeskitIdentityRangeNearlyExhausted", "89% used", map[string]string{"ceskit_identity_usage_ratio": "0.89+0x60"}, false},
 		{"CeskitIdentityGCFailing", "a pass failed 5m ago", map[string]string{gcFail: "0+0x50 1+0x10", gcOK: "0+1x60"}, true},
 		{"CeskitIdentityGCFailing", "failures only long ago", map[string]string{gcFail: "2+0x120", gcOK: "0+1x120"}, false},
+		{"CeskitPolicyMapPressureHigh", "engine's map 95% full", map[string]string{
+			pressure("cilium_policy"): "0.5+0.01x45 0.95+0x15", pressure("ceskit_policy"): "0.2+0x60",
+		}, true},
+		{"CeskitPolicyMapPressureHigh", "datapath's LPM map 92% full", map[string]string{
+			pressure("cilium_policy"): "0.1+0x60", pressure("ceskit_policy_lpm"): "0.92+0x60",
+		}, true},
+		{"CeskitPolicyMapPressureHigh", "policy maps at 90% exactly", map[string]string{
+			pressure("cilium_policy"): "0.9+0x60", pressure("ceskit_policy"): "0.9+0x60",
+		}, false},
+		{"CeskitPolicyMapPressureHigh", "full for 5m only", map[string]string{pressure("ceskit_policy"): "0.5+0x50 0.99+0x10"}, false},
+		{"CeskitPolicyMapPressureHigh", "a non-policy map full", map[string]string{
+			pressure("cilium_policy"): "0.3+0x60", pressure("ceskit_ipcache4"): "0.99+0x60", pressure("ceskit_ct"): "1+0x60",
+		}, false},
+		// 45 denials per 30 s scrape at ingress and 15 at egress: 2/s in all.
+		{"CeskitDeniedFlowsHigh", "2 denied flows per second", map[string]string{
+			verdicts("dropped", "ingress"): "0+45x60", verdicts("dropped", "egress"): "0+15x60", verdicts("forwarded", "ingress"): "0+300x60",
+		}, true},
+		// Two nodes at 0.75/s each: the cluster-wide sum is over the threshold.
+		{"CeskitDeniedFlowsHigh", "two nodes together", map[string]string{
+			verdicts("dropped", "ingress", "a"): "0+22.5x60", verdicts("dropped", "ingress", "b"): "0+22.5x60",
+		}, true},
+		{"CeskitDeniedFlowsHigh", "0.5 denied flows per second", map[string]string{
+			verdicts("dropped", "ingress"): "0+15x60", verdicts("forwarded", "ingress"): "0+3000x60",
+		}, false},
+		{"CeskitDeniedFlowsHigh", "audited, not denied", map[string]string{verdicts("audit", "ingress"): "0+300x60"}, false},
+		{"CeskitDeniedFlowsHigh", "burst stopped 10m ago", map[string]string{verdicts("dropped", "ingress"): "0+300x40 12000+0x20"}, false},
+		{"CeskitVerdictEventsLost", "ring buffer losing events", map[string]string{
+			lost("ring_buffer"): "0+10x60", lost("rate_limit"): "0+0x60",
+		}, true},
+		{"CeskitVerdictEventsLost", "no losses", map[string]string{lost("ring_buffer"): "0+0x60", lost("rate_limit"): "0+0x60"}, false},
+		{"CeskitVerdictEventsLost", "one burst 15m ago", map[string]string{lost("rate_limit"): "0+0x20 500+0x40"}, false},
 	} {
 		t.Run(tc.rule+"/"+tc.name, func(t *testing.T) {
 			var rule *observe.AlertRule
@@ -317,6 +378,10 @@ func TestPQEvaluator(t *testing.T) {
 		`g`:                      "7+0x20",
 		`r{a="y"}`:               "0+10x10 0+10x10", // counter reset
 		`c{a="other",b="label"}`: "0+0x20",
+		`m{n="pol_a",k="x"}`:     "0.5+0x20",
+		`m{n="pol_b",k="x"}`:     "0.7+0x20",
+		`m{n="pol_b",k="y"}`:     "0.9+0x20",
+		`m{n="ct",k="x"}`:        "1+0x20",
 	}, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -336,6 +401,13 @@ func TestPQEvaluator(t *testing.T) {
 		{`histogram_quantile(0.5, sum by (le) (rate(h_bucket[5m])))`, 0.55},
 		// rank 0.99*4 = 3.96 falls in the +Inf bucket: the highest finite bound.
 		{`histogram_quantile(0.99, sum by (le) (rate(h_bucket[5m])))`, 1},
+		{`max(m)`, 1},
+		{`max(m{n=~"pol_.*"})`, 0.9},
+		{`max(m{n!~"pol_.*"})`, 1},
+		{`max(m{n=~"pol"})`, math.NaN()}, // regular expressions are anchored
+		{`max by (n) (m{n=~"pol_a|ct"}) >= 1`, 1},
+		{`sum by (n) (m{n="pol_b"})`, 1.6},
+		{`max by (n) (m{k="x"}) > 0.9`, 1},
 	} {
 		n, err := pqParse(tc.expr)
 		if err != nil {
@@ -358,9 +430,9 @@ func TestPQEvaluator(t *testing.T) {
 }
 
 // ---- A tiny PromQL evaluator for exactly the expression shapes the alert rules use:
-// instant and range selectors with = and != matchers, rate and increase (with Prometheus'
-// extrapolation and counter-reset handling), sum by, histogram_quantile, and filtering
-// comparisons against a number. Prometheus' engine itself (github.com/prometheus/prometheus)
+// instant and range selectors with =, !=, =~ and !~ matchers, rate and increase (with
+// Prometheus' extrapolation and counter-reset handling), sum and max (optionally by labels),
+// histogram_quantile, and filtering comparisons against a number. Prometheus' engine itself (github.com/prometheus/prometheus)
 // would bring a large dependency tree for this one test.
 
 type pqPoint struct {
@@ -464,6 +536,7 @@ func pqFiring(n pqNode, db pqDB, end float64, forDur time.Duration) (bool, error
 
 type pqMatcher struct {
 	name, op, value string
+	re              *regexp.Regexp // for =~ and !~: value, fully anchored as in Prometheus
 }
 
 type pqSelector struct {
@@ -474,7 +547,18 @@ type pqSelector struct {
 
 func (s *pqSelector) matches(ls map[string]string) bool {
 	for _, m := range s.matchers {
-		if (ls[m.name] == m.value) != (m.op == "=") {
+		var ok bool
+		switch m.op {
+		case "=":
+			ok = ls[m.name] == m.value
+		case "!=":
+			ok = ls[m.name] != m.value
+		case "=~":
+			ok = m.re.MatchString(ls[m.name])
+		case "!~":
+			ok = !m.re.MatchString(ls[m.name])
+		}
+		if !ok {
 			return false
 		}
 	}
@@ -660,12 +744,14 @@ func pqHistogramQuantile(q float64, vec []pqElem) []pqElem {
 	return out
 }
 
-type pqSum struct {
+// pqAgg is an aggregation: sum or max, optionally by labels.
+type pqAgg struct {
+	op   string // "sum" or "max"
 	by   []string
 	expr pqNode
 }
 
-func (s *pqSum) eval(db pqDB, t float64) (pqValue, error) {
+func (s *pqAgg) eval(db pqDB, t float64) (pqValue, error) {
 	v, err := s.expr.eval(db, t)
 	if err != nil {
 		return pqValue{}, err
@@ -681,10 +767,16 @@ func (s *pqSum) eval(db pqDB, t float64) (pqValue, error) {
 		}
 		k := fmt.Sprint(ls)
 		if sums[k] == nil {
-			sums[k] = &pqElem{labels: ls}
+			sums[k] = &pqElem{labels: ls, v: e.v}
 			order = append(order, k)
+			continue
 		}
-		sums[k].v += e.v
+		switch s.op {
+		case "sum":
+			sums[k].v += e.v
+		case "max":
+			sums[k].v = math.Max(sums[k].v, e.v)
+		}
 	}
 	var out pqValue
 	for _, k := range order {
@@ -756,7 +848,7 @@ func pqSelectors(n pqNode) []*pqSelector {
 			out = append(out, pqSelectors(a)...)
 		}
 		return out
-	case *pqSum:
+	case *pqAgg:
 		return pqSelectors(n.expr)
 	case *pqCompare:
 		return append(pqSelectors(n.l), pqSelectors(n.r)...)
@@ -794,7 +886,8 @@ func pqLex(s string) ([]string, error) {
 		switch {
 		case c == ' ' || c == '\t' || c == '\n':
 			i++
-		case strings.HasPrefix(s[i:], "==") || strings.HasPrefix(s[i:], "!=") || strings.HasPrefix(s[i:], ">=") || strings.HasPrefix(s[i:], "<="):
+		case strings.HasPrefix(s[i:], "==") || strings.HasPrefix(s[i:], "!=") || strings.HasPrefix(s[i:], ">=") || strings.HasPrefix(s[i:], "<=") ||
+			strings.HasPrefix(s[i:], "=~") || strings.HasPrefix(s[i:], "!~"):
 			toks = append(toks, s[i:i+2])
 			i += 2
 		case strings.ContainsRune("(){},=<>", rune(c)):
@@ -876,8 +969,8 @@ func (p *pqParser) term() (pqNode, error) {
 		return pqNumber(f), nil
 	}
 	switch {
-	case tok == "sum":
-		s := &pqSum{}
+	case tok == "sum" || tok == "max":
+		s := &pqAgg{op: tok}
 		if p.peek() == "by" {
 			p.next()
 			if err := p.expect("("); err != nil {
@@ -924,10 +1017,18 @@ func (p *pqParser) term() (pqNode, error) {
 		p.next()
 		for p.peek() != "}" {
 			name, op, val := p.next(), p.next(), p.next()
-			if op != "=" && op != "!=" || !strings.HasPrefix(val, `"`) {
+			if op != "=" && op != "!=" && op != "=~" && op != "!~" || !strings.HasPrefix(val, `"`) {
 				return nil, fmt.Errorf("matcher %s%s%s", name, op, val)
 			}
-			sel.matchers = append(sel.matchers, pqMatcher{name, op, strings.Trim(val, `"`)})
+			m := pqMatcher{name: name, op: op, value: strings.Trim(val, `"`)}
+			if op == "=~" || op == "!~" {
+				re, err := regexp.Compile("^(?:" + m.value + ")$")
+				if err != nil {
+					return nil, fmt.Errorf("matcher %s%s%s: %w", name, op, val, err)
+				}
+				m.re = re
+			}
+			sel.matchers = append(sel.matchers, m)
 			if p.peek() == "," {
 				p.next()
 			}

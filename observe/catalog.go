@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,7 +21,12 @@ type MetricInfo struct {
 	Help string
 	// Labels are the label names the family's series carry (constant labels included), sorted.
 	Labels []string
-	// Component is the adapter that registers the metric: "slicer", "watcher" or "identity".
+	// Component is the adapter that registers the metric: "slicer", "watcher", "identity",
+	// "policy", "datapath" or "flow". A metric several adapters share lists them all, in that
+	// order, separated by ", ": cilium_bpf_map_pressure is "policy, datapath", and
+	// ceskit_metrics_errors_total, the error counter of the generic registry
+	// ([NewPrometheusRegistry]) that the policy, datapath and flow adapters are built on, is
+	// "policy, datapath, flow".
 	Component string
 }
 
@@ -67,15 +73,48 @@ var catalogComponents = []struct {
 		m.GCRun("success", 0)
 		return nil
 	}},
+	{"policy", func(reg prometheus.Registerer) error {
+		m, err := NewPolicyMetrics(reg)
+		if err != nil {
+			return err
+		}
+		m.Update("policy", 0, 0)
+		return nil
+	}},
+	{"datapath", func(reg prometheus.Registerer) error {
+		m, err := NewDatapathMetrics(reg)
+		if err != nil {
+			return err
+		}
+		m.MapPressure("ceskit_policy", 0, 1)
+		m.MapOps("ceskit_policy", "update", "success", 0)
+		return nil
+	}},
+	{"flow", func(reg prometheus.Registerer) error {
+		m, err := NewFlowMetrics(reg)
+		if err != nil {
+			return err
+		}
+		if err := m.Write(context.Background(), Record{Flow: &Flow{
+			Verdict: VerdictDropped, DropReasonDesc: DropPolicyDenied, TrafficDirection: DirectionIngress,
+			EventType: &EventType{Type: EventTypePolicyVerdict},
+		}}); err != nil {
+			return err
+		}
+		return m.Write(context.Background(), Record{Event: &Event{Kind: EventKindEndpoint, Action: ActionCreated}})
+	}},
 }
 
 // Catalog returns every metric of ceskit's Prometheus adapters ([NewSlicerMetrics],
-// [NewWatcherMetrics], [NewIdentityMetrics]), sorted by name. It registers each adapter into
-// a fresh registry of its own and reads the metrics back, so the result always matches the code.
-// It is safe for concurrent use.
+// [NewWatcherMetrics], [NewIdentityMetrics], [NewPolicyMetrics], [NewDatapathMetrics],
+// [NewFlowMetrics]), sorted by name. It registers each adapter into a fresh registry of its own
+// and reads the metrics back, so the result always matches the code. A metric several adapters
+// register (the same name, type, help and labels) is listed once, with every adapter in
+// Component; a name two adapters register differently is an error. It is safe for concurrent
+// use.
 func Catalog() ([]MetricInfo, error) {
 	var out []MetricInfo
-	seen := map[string]string{}
+	seen := map[string]int{} // name → index in out
 	for _, c := range catalogComponents {
 		rec := &recordingRegisterer{reg: prometheus.NewRegistry()}
 		if err := c.register(rec); err != nil {
@@ -93,10 +132,6 @@ func Catalog() ([]MetricInfo, error) {
 			default:
 				return nil, fmt.Errorf("catalog %s metrics: metric %s has unsupported type %s", c.name, mf.GetName(), typ)
 			}
-			if prev, ok := seen[mf.GetName()]; ok {
-				return nil, fmt.Errorf("catalog %s metrics: metric %s is also registered by %s", c.name, mf.GetName(), prev)
-			}
-			seen[mf.GetName()] = c.name
 			gathered[mf.GetName()] = true
 			labels := []string{}
 			for _, m := range mf.GetMetric() {
@@ -107,13 +142,23 @@ func Catalog() ([]MetricInfo, error) {
 				}
 			}
 			sort.Strings(labels)
-			out = append(out, MetricInfo{
+			info := MetricInfo{
 				Name:      mf.GetName(),
 				Type:      typ,
 				Help:      mf.GetHelp(),
 				Labels:    labels,
 				Component: c.name,
-			})
+			}
+			if i, ok := seen[info.Name]; ok {
+				prev := out[i]
+				if prev.Type != info.Type || prev.Help != info.Help || !slices.Equal(prev.Labels, info.Labels) {
+					return nil, fmt.Errorf("catalog %s metrics: metric %s is also registered, differently, by %s", c.name, info.Name, prev.Component)
+				}
+				out[i].Component += ", " + c.name
+				continue
+			}
+			seen[info.Name] = len(out)
+			out = append(out, info)
 		}
 		var missing []string
 		for _, name := range rec.describedNames() {

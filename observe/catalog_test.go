@@ -104,6 +104,42 @@ func TestCatalog(t *testing.T) {
 			},
 			series: []string{"ceskit_identity_usage_ratio"},
 		},
+		{
+			want: observe.MetricInfo{
+				Name: "cilium_policy_change_total", Type: "counter", Labels: []string{"operation", "outcome", "source"}, Component: "policy",
+			},
+			series: []string{"cilium_policy_change_total"},
+		},
+		{
+			want: observe.MetricInfo{
+				Name: "cilium_policy_incremental_update_duration", Type: "histogram", Labels: []string{"scope"}, Component: "policy",
+			},
+			series: []string{"cilium_policy_incremental_update_duration_bucket", "cilium_policy_incremental_update_duration_sum", "cilium_policy_incremental_update_duration_count"},
+		},
+		{
+			want: observe.MetricInfo{
+				Name: "cilium_bpf_map_pressure", Type: "gauge", Labels: []string{"map_name"}, Component: "policy, datapath",
+			},
+			series: []string{"cilium_bpf_map_pressure"},
+		},
+		{
+			want: observe.MetricInfo{
+				Name: "cilium_drop_count_total", Type: "counter", Labels: []string{"direction", "reason"}, Component: "datapath",
+			},
+			series: []string{"cilium_drop_count_total"},
+		},
+		{
+			want: observe.MetricInfo{
+				Name: "hubble_policy_verdicts_total", Type: "counter", Labels: []string{"action", "direction", "match"}, Component: "flow",
+			},
+			series: []string{"hubble_policy_verdicts_total"},
+		},
+		{
+			want: observe.MetricInfo{
+				Name: "ceskit_metrics_errors_total", Type: "counter", Labels: []string{"metric"}, Component: "policy, datapath, flow",
+			},
+			series: []string{"ceskit_metrics_errors_total"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want.Name, func(t *testing.T) {
@@ -120,12 +156,18 @@ func TestCatalog(t *testing.T) {
 			}
 		})
 	}
-	// The README documents 11 slicer, 4 watcher and 10 identity metrics.
+	// The README documents 11 slicer, 4 watcher, 10 identity, 10 policy, 5 datapath and 4 flow
+	// metrics, of which cilium_bpf_map_pressure is shared by policy and datapath, and the
+	// registry's error counter, which policy, datapath and flow all register.
 	count := map[string]int{}
 	for _, m := range cat {
 		count[m.Component]++
 	}
-	if diff := cmp.Diff(map[string]int{"slicer": 11, "watcher": 4, "identity": 10}, count); diff != "" {
+	want := map[string]int{
+		"slicer": 11, "watcher": 4, "identity": 10, "policy": 9, "datapath": 4, "flow": 4,
+		"policy, datapath": 1, "policy, datapath, flow": 1,
+	}
+	if diff := cmp.Diff(want, count); diff != "" {
 		t.Errorf("metrics per component (-want +got):\n%s", diff)
 	}
 }
@@ -137,8 +179,10 @@ func metricsDoc(cat []observe.MetricInfo) []byte {
 	b.WriteString("<!-- Generated from observe.Catalog() by TestMetricsDoc; do not edit.\n")
 	b.WriteString("     Regenerate: go test ./observe -run TestMetricsDoc -update -->\n\n")
 	b.WriteString("Every metric the Prometheus adapters of package `observe` export (`NewSlicerMetrics`,\n")
-	b.WriteString("`NewWatcherMetrics`, `NewIdentityMetrics`). README.md explains what each one means and\n")
-	b.WriteString("which label values it takes; `dashboards/` holds dashboards built from this list.\n\n")
+	b.WriteString("`NewWatcherMetrics`, `NewIdentityMetrics`, `NewPolicyMetrics`, `NewDatapathMetrics`,\n")
+	b.WriteString("`NewFlowMetrics`). A metric several adapters share lists them all under Component.\n")
+	b.WriteString("README.md explains what each one means and which label values it takes; `dashboards/`\n")
+	b.WriteString("holds dashboards built from this list.\n\n")
 	b.WriteString("| Name | Type | Component | Labels | Series | Help |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, m := range cat {

@@ -301,6 +301,8 @@ func TestDashboards(t *testing.T) {
 				"ceskit_slicer_slices", "cilium_operator_number_of_ceps_per_ces", "ceskit_slicer_degraded",
 				"ceskit_slicer_propagation_seconds", "cilium_operator_ces_sync_total",
 				"ceskit_identity_usage_ratio", "cilium_operator_identity_gc_runs",
+				"hubble_policy_verdicts_total", "cilium_drop_count_total", "cilium_bpf_map_pressure",
+				"hubble_lost_events_total", "cilium_policy_incremental_update_duration",
 			} {
 				if !used[want] {
 					t.Errorf("no panel reads %s", want)

@@ -90,8 +90,8 @@ func (o Opts) Validate() error {
 }
 
 // Registry creates metrics. Implementations must be safe for concurrent use, and so must the
-// metrics they return. Creating a metric whose Name is already registered with other Opts is an
-// error.
+// metrics they return. Creating a metric whose Name the Registry (or, for a Prometheus-backed
+// one, its prometheus.Registerer) already holds is an error.
 type Registry interface {
 	Counter(Opts) (Counter, error)
 	Gauge(Opts) (Gauge, error)
