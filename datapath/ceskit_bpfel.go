@@ -33,20 +33,22 @@ type ceskitCtVal struct {
 }
 
 type ceskitEvent struct {
-	_        structs.HostLayout
-	Ts       uint64
-	EpId     uint32
-	RemoteId uint32
-	Saddr    [16]uint8
-	Daddr    [16]uint8
-	Sport    uint16
-	Dport    uint16
-	Proto    uint8
-	Dir      uint8
-	Verdict  uint8
-	Flags    uint8
-	Cookie   uint32
-	Reason   uint32
+	_         structs.HostLayout
+	Ts        uint64
+	EpId      uint32
+	RemoteId  uint32
+	Saddr     [16]uint8
+	Daddr     [16]uint8
+	Sport     uint16
+	Dport     uint16
+	Proto     uint8
+	Dir       uint8
+	Verdict   uint8
+	Flags     uint8
+	Cookie    uint32
+	Reason    uint16
+	MatchType uint8
+	IcmpCode  uint8
 }
 
 type ceskitIpcacheKey struct {
@@ -86,11 +88,12 @@ type ceskitPolicyLpmKey struct {
 }
 
 type ceskitPolicyVal struct {
-	_       structs.HostLayout
-	Verdict uint8
-	Flags   uint8
-	Pad     uint16
-	Cookie  uint32
+	_         structs.HostLayout
+	Verdict   uint8
+	Flags     uint8
+	MatchType uint8
+	Pad       uint8
+	Cookie    uint32
 }
 
 type ceskitRatelimit struct {

@@ -79,6 +79,13 @@ type Spec struct {
 	PinPath string
 	// Logger receives the datapath's logs. Default: discard.
 	Logger *slog.Logger
+	// Metrics receives map fill and map operation counts (see the README for the map names):
+	// MapPressure after every change of the policy or ipcache maps' fill (SyncEndpoint,
+	// ApplyEndpoint, DetachEndpoint, SetIdentities, and Load's restore of pinned maps), MapOps
+	// for every batch of updates and deletes. It is called with the Datapath's lock held, so it
+	// must not call the Datapath. Packet counters and lost events are not pushed: read Stats
+	// (the monitor package turns them into Metrics.Packets and LostEvents). Default: NopMetrics.
+	Metrics Metrics
 }
 
 func (s Spec) withDefaults() (Spec, error) {
@@ -120,6 +127,9 @@ func (s Spec) withDefaults() (Spec, error) {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Metrics == nil {
+		s.Metrics = NopMetrics{}
 	}
 	return s, nil
 }
@@ -178,6 +188,9 @@ func Load(spec Spec) (*Datapath, error) {
 			return nil, fmt.Errorf("create pin path %s: %w", spec.PinPath, err)
 		}
 		opts.Maps.PinPath = spec.PinPath
+		if err := replaceIncompatiblePins(cs, spec); err != nil {
+			return nil, err
+		}
 	}
 	d := &Datapath{spec: spec, cspec: cs, endpoints: map[uint32]*endpoint{}, ipcache: map[netip.Prefix]uint32{}}
 	if err := cs.LoadAndAssign(&d.maps, opts); err != nil {
@@ -190,8 +203,39 @@ func Load(spec Spec) (*Datapath, error) {
 			d.maps.Close()
 			return nil, err
 		}
+		d.reportPolicyPressure()
+		d.reportIPCachePressure()
 	}
 	return d, nil
+}
+
+// disposableMaps hold nothing a restart must keep: counters, lost-event counters and the event
+// ring buffer.
+var disposableMaps = []string{ceskitMapCeskitCounters, ceskitMapCeskitLost, ceskitMapCeskitEvents}
+
+// replaceIncompatiblePins removes the pins of disposable maps that the new spec cannot reuse
+// (an older layout, as the counters' before they were counted per direction, or another
+// Spec.EventsBytes), so that Load creates them anew instead of failing. Programs still attached
+// through pinned links keep the old maps until AttachEndpoint replaces them. The policy,
+// ipcache and conntrack maps are never replaced: their incompatibility stays an error.
+func replaceIncompatiblePins(cs *ebpf.CollectionSpec, spec Spec) error {
+	for _, name := range disposableMaps {
+		path := filepath.Join(spec.PinPath, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if err != nil {
+			continue // not pinned yet; other errors surface when the collection loads
+		}
+		err = cs.Maps[name].Compatible(m)
+		m.Close()
+		if !errors.Is(err, ebpf.ErrMapIncompatible) {
+			continue
+		}
+		spec.Logger.Info("replacing incompatible pinned map", "map", name, "reason", err.Error())
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("remove incompatible pinned map %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // restore reads the policy and ipcache maps back into the tracked state.
@@ -477,5 +521,6 @@ func (d *Datapath) DetachEndpoint(id uint32) error {
 	errs = append(errs, d.writePolicy(id, ep, materialized{exact: map[ceskitPolicyKey]ceskitPolicyVal{}, lpm: map[ceskitPolicyLpmKey]ceskitPolicyVal{}}))
 	errs = append(errs, ep.close())
 	delete(d.endpoints, id)
+	d.reportPolicyPressure()
 	return errors.Join(errs...)
 }

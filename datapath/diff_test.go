@@ -188,10 +188,12 @@ func TestDifferential(t *testing.T) {
 		before := stats(t, d)
 		got := runFlows(t, d, ep, flows)
 		want := map[datapath.Reason]uint64{}
+		wantDir := [2]map[datapath.Reason]uint64{{}, {}}
 		failed := 0
 		for i, f := range flows {
 			r := modelReason(entries, f)
 			want[r]++
+			wantDir[f.dir][r]++
 			reasons[r]++
 			if got[i] != allowedBy(r) && failed < 5 {
 				failed++
@@ -199,9 +201,16 @@ func TestDifferential(t *testing.T) {
 				t.Errorf("set %d, endpoint %d: %s: program allow=%v, model %s (%+v, found %v)", sets, ep, f, got[i], r, e, ok)
 			}
 		}
-		if diff := cmp.Diff(want, countersDelta(before, stats(t, d))); diff != "" {
+		after := stats(t, d)
+		if diff := cmp.Diff(want, countersDelta(before, after)); diff != "" {
 			t.Errorf("set %d: counters (-model +program):\n%s", sets, diff)
 			failed++
+		}
+		for _, dir := range []datapath.Direction{datapath.Ingress, datapath.Egress} {
+			if diff := cmp.Diff(wantDir[dir], directionDelta(before, after, dir)); diff != "" {
+				t.Errorf("set %d: %s counters (-model +program):\n%s", sets, dir, diff)
+				failed++
+			}
 		}
 		if failed > 0 {
 			t.Fatalf("set %d: entries: %+v", sets, entries)

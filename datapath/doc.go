@@ -43,7 +43,10 @@
 // and a restarted agent replaces the programs in them atomically. [Datapath.SetIdentities] and
 // [Datapath.SyncEndpoint] write the ipcache and the policy with batch operations, new entries
 // before deletions, after capacity checks ([ErrCapacity]: nothing written). [Datapath.Events]
-// reads typed [Event]s from the ring buffer (rate-limited per CPU, losses counted), and
-// [Datapath.Stats] sums the per-CPU counters by [Reason]. Without privileges or kernel support
-// the errors wrap [ErrNotSupported].
+// reads typed [Event]s from the ring buffer (rate-limited per CPU, losses counted), each with the
+// deciding entry's cookie and [MatchType], and [Datapath.Stats] sums the per-CPU counters by
+// [Reason] and direction. [Spec].Metrics receives the maps' fill and operation counts
+// ([Metrics]); the [github.com/ceskit/ceskit/datapath/monitor] package turns events into
+// Hubble flows and the counters into metrics. Without privileges or kernel support the errors
+// wrap [ErrNotSupported].
 package datapath

@@ -111,15 +111,42 @@ func stats(tb testing.TB, d *datapath.Datapath) datapath.Stats {
 	return s
 }
 
-// countersDelta is the non-zero packet counter changes from before to after.
+// countersDelta is the non-zero packet counter changes from before to after, both directions
+// together.
 func countersDelta(before, after datapath.Stats) map[datapath.Reason]uint64 {
+	return reasonDelta(before.Packets, after.Packets)
+}
+
+// directionDelta is the non-zero packet counter changes of one direction.
+func directionDelta(before, after datapath.Stats, dir datapath.Direction) map[datapath.Reason]uint64 {
+	return reasonDelta(before.Direction(dir), after.Direction(dir))
+}
+
+func reasonDelta(before, after map[datapath.Reason]uint64) map[datapath.Reason]uint64 {
 	d := map[datapath.Reason]uint64{}
-	for r, n := range after.Packets {
-		if n != before.Packets[r] {
-			d[r] = n - before.Packets[r]
+	for r, n := range after {
+		if n != before[r] {
+			d[r] = n - before[r]
 		}
 	}
 	return d
+}
+
+// checkDirections checks that the counter changes from before to after are want in direction
+// dir, and none in the other.
+func checkDirections(tb testing.TB, before, after datapath.Stats, dir datapath.Direction, want map[datapath.Reason]uint64) {
+	tb.Helper()
+	if diff := cmp.Diff(want, directionDelta(before, after, dir)); diff != "" {
+		tb.Errorf("%s counter changes (-want +got):\n%s", dir, diff)
+	}
+	if got := directionDelta(before, after, dir^1); len(got) != 0 {
+		tb.Errorf("%s counter changes %v, want none", dir^1, got)
+	}
+	for r, n := range after.Packets {
+		if n != after.Ingress[r]+after.Egress[r] {
+			tb.Errorf("counter %s: %d packets, but %d ingress + %d egress", r, n, after.Ingress[r], after.Egress[r])
+		}
+	}
 }
 
 func retName(r uint32) string {
@@ -341,6 +368,7 @@ func TestVerdicts(t *testing.T) {
 			if diff := cmp.Diff(map[datapath.Reason]uint64{c.reason: 1}, countersDelta(before, after)); diff != "" {
 				t.Errorf("counter changes (-want +got):\n%s", diff)
 			}
+			checkDirections(t, before, after, c.dir, map[datapath.Reason]uint64{c.reason: 1})
 			// The Go model agrees for every parseable IP packet.
 			f, res := parseFrame(c.frame)
 			if res != parseIP {
@@ -451,9 +479,11 @@ func TestConntrack(t *testing.T) {
 			if got != s.want {
 				t.Errorf("step %d (%s %v:%d > %v:%d): program returned %s, want %s", i, s.dir, s.pkt.Src, s.pkt.SrcPort, s.pkt.Dst, s.pkt.DstPort, retName(got), retName(s.want))
 			}
-			if diff := cmp.Diff(map[datapath.Reason]uint64{s.reason: 1}, countersDelta(before, stats(t, d))); diff != "" {
+			after := stats(t, d)
+			if diff := cmp.Diff(map[datapath.Reason]uint64{s.reason: 1}, countersDelta(before, after)); diff != "" {
 				t.Errorf("step %d: counter changes (-want +got):\n%s", i, diff)
 			}
+			checkDirections(t, before, after, s.dir, map[datapath.Reason]uint64{s.reason: 1})
 		}
 	}
 
@@ -581,11 +611,11 @@ func TestEvents(t *testing.T) {
 	}{
 		{"audit", pIn, tcpPkt("10.0.1.1", podV4, 40000, 80), []datapath.Event{{
 			Endpoint: ep, Remote: 1001, Src: a("10.0.1.1"), Dst: a(podV4), SrcPort: 40000, DstPort: 80, Protocol: pTCP,
-			Direction: pIn, Verdict: datapath.Audit, Audit: true, NewFlow: true, Cookie: 77, Reason: datapath.ReasonAudited,
+			Direction: pIn, Verdict: datapath.Audit, Audit: true, NewFlow: true, Cookie: 77, Match: datapath.MatchL3L4, Reason: datapath.ReasonAudited,
 		}}},
 		{"explicit deny", pIn, tcpPkt("10.0.1.1", podV4, 40001, 81), []datapath.Event{{
 			Endpoint: ep, Remote: 1001, Src: a("10.0.1.1"), Dst: a(podV4), SrcPort: 40001, DstPort: 81, Protocol: pTCP,
-			Direction: pIn, Verdict: datapath.Deny, Cookie: 88, Reason: datapath.ReasonDropDeny,
+			Direction: pIn, Verdict: datapath.Deny, Cookie: 88, Match: datapath.MatchL3L4, Reason: datapath.ReasonDropDeny,
 		}}},
 		{"default deny", pIn, tcpPkt("10.0.1.1", podV4, 40002, 82), []datapath.Event{{
 			Endpoint: ep, Remote: 1001, Src: a("10.0.1.1"), Dst: a(podV4), SrcPort: 40002, DstPort: 82, Protocol: pTCP,
@@ -593,7 +623,7 @@ func TestEvents(t *testing.T) {
 		}}},
 		{"wildcard deny of a cidr identity", pIn, udpPkt("10.1.2.9", podV4, 5, 1000), []datapath.Event{{
 			Endpoint: ep, Remote: 2002, Src: a("10.1.2.9"), Dst: a(podV4), SrcPort: 5, DstPort: 1000, Protocol: pUDP,
-			Direction: pIn, Verdict: datapath.Deny, Cookie: 99, Reason: datapath.ReasonDropDeny,
+			Direction: pIn, Verdict: datapath.Deny, Cookie: 99, Match: datapath.MatchL4Only, Reason: datapath.ReasonDropDeny,
 		}}},
 		{"later fragment", pIn, later, []datapath.Event{{
 			Endpoint: ep, Remote: 2002, Src: a("10.1.2.9"), Dst: a(podV4), Protocol: pUDP,
@@ -601,7 +631,7 @@ func TestEvents(t *testing.T) {
 		}}},
 		{"ipv6 egress allowed new flow", pOut, tcpPkt(podV6, "fd00:1::5", 40003, 443), []datapath.Event{{
 			Endpoint: ep, Remote: 3001, Src: a(podV6), Dst: a("fd00:1::5"), SrcPort: 40003, DstPort: 443, Protocol: pTCP,
-			Direction: pOut, Verdict: datapath.Allow, NewFlow: true, Cookie: 55, Reason: datapath.ReasonForwarded,
+			Direction: pOut, Verdict: datapath.Allow, NewFlow: true, Cookie: 55, Match: datapath.MatchL3L4, Reason: datapath.ReasonForwarded,
 		}}},
 		{"established flow reports nothing", pOut, tcpPkt(podV6, "fd00:1::5", 40003, 443), nil},
 		{"reply reports nothing", pIn, tcpPkt(podV6, "fd00:1::5", 40003, 443).reply(), nil},
@@ -611,7 +641,7 @@ func TestEvents(t *testing.T) {
 		}}},
 		{"icmp audit", pIn, icmpPkt("10.0.1.1", podV4, 8, 1234), []datapath.Event{{
 			Endpoint: ep, Remote: 1001, Src: a("10.0.1.1"), Dst: a(podV4), SrcPort: 1234, DstPort: 8, Protocol: datapath.ProtoICMP,
-			Direction: pIn, Verdict: datapath.Audit, Audit: true, NewFlow: true, Cookie: 66, Reason: datapath.ReasonAudited,
+			Direction: pIn, Verdict: datapath.Audit, Audit: true, NewFlow: true, Cookie: 66, Match: datapath.MatchL3Proto, Reason: datapath.ReasonAudited,
 		}}},
 		{"non-ip reports nothing", pIn, packet{}, nil},
 	}
@@ -686,6 +716,71 @@ func pinCPU(t *testing.T) {
 	t.Fatalf("no CPU in the affinity mask")
 }
 
+// TestEventMatch checks what events tell about the deciding entry: its match type (as Hubble's
+// policy_match_type), its cookie, and the ICMP code, for every entry shape and lookup path.
+func TestEventMatch(t *testing.T) {
+	spec := testSpec()
+	spec.ReportNewFlows, spec.DisableConntrack = true, true
+	d := loadTest(t, spec)
+	r := openEvents(t, d)
+	icmpCode := func(p packet, code uint8) packet {
+		p.ICMPCode = code
+		return p
+	}
+	cookie := func(e datapath.Entry, c uint32) datapath.Entry {
+		e.Cookie = c
+		return e
+	}
+	cases := []struct {
+		name    string
+		entries []datapath.Entry
+		dir     datapath.Direction
+		pkt     packet
+		verdict datapath.Verdict
+		match   datapath.MatchType
+		cookie  uint32
+	}{
+		{"identity and port", []datapath.Entry{cookie(allowE(1001, pIn, pTCP, 80, 16), 1)}, pIn, tcpPkt("10.0.1.1", podV4, 1, 80), datapath.Allow, datapath.MatchL3L4, 1},
+		{"identity and expanded range", []datapath.Entry{cookie(allowE(1001, pIn, pTCP, 8080, 13), 2)}, pIn, tcpPkt("10.0.1.1", podV4, 1, 8083), datapath.Allow, datapath.MatchL3L4, 2},
+		{"identity and prefix range", []datapath.Entry{cookie(allowE(1001, pIn, pTCP, 32768, 1), 3)}, pIn, tcpPkt("10.0.1.1", podV4, 1, 40000), datapath.Allow, datapath.MatchL3L4, 3},
+		{"egress identity and port", []datapath.Entry{cookie(allowE(1001, pOut, pTCP, 443, 16), 4)}, pOut, tcpPkt(podV4, "10.0.1.1", 1, 443), datapath.Allow, datapath.MatchL3L4, 4},
+		{"any identity and port", []datapath.Entry{cookie(allowE(0, pIn, pTCP, 80, 16), 5)}, pIn, tcpPkt("10.0.1.2", podV4, 1, 80), datapath.Allow, datapath.MatchL4Only, 5},
+		{"any identity and prefix range", []datapath.Entry{cookie(allowE(0, pIn, pUDP, 32768, 1), 6)}, pIn, udpPkt("10.0.1.2", podV4, 1, 50000), datapath.Allow, datapath.MatchL4Only, 6},
+		{"identity and protocol", []datapath.Entry{cookie(allowE(1001, pIn, pUDP, 0, 0), 7)}, pIn, udpPkt("10.0.1.1", podV4, 1, 53), datapath.Allow, datapath.MatchL3Proto, 7},
+		{"protocol only", []datapath.Entry{cookie(allowE(0, pIn, datapath.ProtoSCTP, 0, 0), 8)}, pIn, sctpPkt("10.0.1.1", podV4, 1, 9), datapath.Allow, datapath.MatchProtoOnly, 8},
+		{"identity only", []datapath.Entry{cookie(allowE(1001, pIn, pAny, 0, 0), 9)}, pIn, udpPkt("10.0.1.1", podV4, 1, 53), datapath.Allow, datapath.MatchL3Only, 9},
+		{"all", []datapath.Entry{cookie(allowE(0, pIn, pAny, 0, 0), 10)}, pIn, udpPkt("192.0.2.1", podV4, 1, 53), datapath.Allow, datapath.MatchAll, 10},
+		{"default deny", []datapath.Entry{cookie(allowE(1001, pIn, pTCP, 80, 16), 11)}, pIn, tcpPkt("10.0.1.1", podV4, 1, 81), datapath.Deny, datapath.MatchNone, 0},
+		{"wildcard deny merged into the identity's port", []datapath.Entry{
+			cookie(allowE(1001, pIn, pTCP, 80, 16), 12), withVerdict(allowE(0, pIn, pTCP, 0, 0), datapath.Deny, 2, 13),
+		}, pIn, tcpPkt("10.0.1.1", podV4, 1, 80), datapath.Deny, datapath.MatchProtoOnly, 13},
+		{"identity's deny over the wildcard's port", []datapath.Entry{
+			cookie(allowE(0, pIn, pTCP, 80, 16), 14), withVerdict(allowE(1001, pIn, pTCP, 0, 0), datapath.Deny, 2, 15),
+		}, pIn, tcpPkt("10.0.1.1", podV4, 1, 80), datapath.Deny, datapath.MatchL3Proto, 15},
+		{"icmp type and code", []datapath.Entry{withVerdict(allowE(1001, pIn, datapath.ProtoICMP, 3, 16), datapath.Deny, 1, 16)},
+			pIn, icmpCode(icmpPkt("10.0.1.1", podV4, 3, 0), 1), datapath.Deny, datapath.MatchL3L4, 16},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ep := uint32(200 + i)
+			syncEP(t, d, ep, c.entries...)
+			runProg(t, d, ep, c.dir, c.pkt.bytes())
+			evs := readEvents(t, r, 1, 10*time.Millisecond)
+			if len(evs) != 1 {
+				t.Fatalf("got %d events, want 1: %+v", len(evs), evs)
+			}
+			ev := evs[0]
+			if ev.Verdict != c.verdict || ev.Match != c.match || ev.Cookie != c.cookie || ev.ICMPCode != c.pkt.ICMPCode {
+				t.Errorf("event verdict %s, match %s, cookie %d, icmp code %d; want %s, %s, %d, %d",
+					ev.Verdict, ev.Match, ev.Cookie, ev.ICMPCode, c.verdict, c.match, c.cookie, c.pkt.ICMPCode)
+			}
+			if len(c.entries) == 1 && c.match != datapath.MatchNone && c.entries[0].MatchType() != c.match {
+				t.Errorf("Entry.MatchType() = %s, want %s", c.entries[0].MatchType(), c.match)
+			}
+		})
+	}
+}
+
 func TestEventRateLimit(t *testing.T) {
 	spec := testSpec()
 	spec.EventRate, spec.EventBurst = 1, 2
@@ -752,12 +847,31 @@ func TestStatsCount(t *testing.T) {
 	for _, f := range frames {
 		runProg(t, d, ep, pIn, f)
 	}
-	want := map[datapath.Reason]uint64{
+	// Egress: a reply of the tracked ingress flow, a default deny, a non-IP frame.
+	for _, f := range [][]byte{tcpPkt(podV4, "10.0.1.1", 80, 1).bytes(), tcpPkt(podV4, "10.0.1.1", 1, 443).bytes(), arpFrame()} {
+		runProg(t, d, ep, pOut, f)
+	}
+	wantIn := map[datapath.Reason]uint64{
 		datapath.ReasonForwarded: 1, datapath.ReasonForwardedCT: 1, datapath.ReasonDropDeny: 2, datapath.ReasonAudited: 1,
 		datapath.ReasonDropDefault: 1, datapath.ReasonPassNonIP: 2, datapath.ReasonDropInvalid: 1, datapath.ReasonDropFragment: 0,
 	}
-	if diff := cmp.Diff(want, stats(t, d).Packets); diff != "" {
+	wantOut := map[datapath.Reason]uint64{
+		datapath.ReasonForwarded: 0, datapath.ReasonForwardedCT: 1, datapath.ReasonDropDeny: 0, datapath.ReasonAudited: 0,
+		datapath.ReasonDropDefault: 1, datapath.ReasonPassNonIP: 1, datapath.ReasonDropInvalid: 0, datapath.ReasonDropFragment: 0,
+	}
+	want := map[datapath.Reason]uint64{}
+	for r := range wantIn {
+		want[r] = wantIn[r] + wantOut[r]
+	}
+	s := stats(t, d)
+	if diff := cmp.Diff(want, s.Packets); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantIn, s.Ingress); diff != "" {
+		t.Errorf("ingress counters (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantOut, s.Egress); diff != "" {
+		t.Errorf("egress counters (-want +got):\n%s", diff)
 	}
 }
 

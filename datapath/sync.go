@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -45,6 +46,7 @@ func (d *Datapath) SyncEndpoint(id uint32, entries []Entry) (SyncStats, error) {
 		return SyncStats{}, fmt.Errorf("%w: endpoint %d needs %d map entries (%d entries before materialisation), limit %d",
 			ErrCapacity, id, m.size(), len(entries), d.spec.MaxEntriesPerEndpoint)
 	}
+	setMatchTypes(entries, m)
 	ep := d.endpoint(id)
 	exact, lpm := 0, 0
 	for oid, o := range d.endpoints {
@@ -78,11 +80,120 @@ func (d *Datapath) SyncEndpoint(id uint32, entries []Entry) (SyncStats, error) {
 			st.Deleted++
 		}
 	}
-	if err := d.writePolicy(id, ep, m); err != nil {
+	err := d.writePolicy(id, ep, m)
+	d.reportPolicyPressure()
+	if err != nil {
 		return st, err
 	}
 	ep.entries = append(ep.entries[:0], entries...)
 	return st, nil
+}
+
+// setMatchTypes sets the match type of each materialised element: that of the most specific
+// entry (longest protocol and port prefix, then the element's own identity before the wildcard)
+// that has the element's cookie and verdict and covers its identity, protocol and ports: the
+// entry its answer comes from. Default-deny elements stay MatchNone.
+func setMatchTypes(entries []Entry, m materialized) {
+	// Entries by cookie and identity (a rule's entries for one peer: few), filtered by the
+	// rest while scanning.
+	groups := make(map[uint64][]Entry, len(entries))
+	for _, e := range entries {
+		g := uint64(e.Cookie)<<32 | uint64(e.Identity)
+		groups[g] = append(groups[g], e)
+	}
+	find := func(v ceskitPolicyVal, dir uint8, id uint32, proto uint8, lo, hi uint16) MatchType {
+		if v.Flags&policyFlagDefaultDeny != 0 {
+			return MatchNone
+		}
+		best, bestLen := MatchNone, -1
+		try := func(gid uint32) {
+			for _, e := range groups[uint64(v.Cookie)<<32|uint64(gid)] {
+				if e.Verdict != Verdict(v.Verdict) || e.Direction != Direction(dir) || (e.Protocol != proto && e.Protocol != ProtoAny) {
+					continue
+				}
+				k := e.key()
+				if elo, ehi := k.portRange(); elo > lo || ehi < hi {
+					continue
+				}
+				if l := k.prefixLen(); l > bestLen {
+					best, bestLen = e.MatchType(), l
+				}
+			}
+		}
+		// The element's identity before the wildcard, so that it wins ties; nothing beats an
+		// exact port (prefix length 24).
+		try(id)
+		if bestLen < 24 && id != 0 {
+			try(0)
+		}
+		return best
+	}
+	for k, v := range m.exact {
+		v.MatchType = uint8(find(v, k.Dir, k.Identity, k.Proto, k.Port, k.Port))
+		m.exact[k] = v
+	}
+	for k, v := range m.lpm {
+		lo, hi := uint16(0), uint16(0xffff)
+		if plen := int(k.Prefixlen) - 80; plen > 0 {
+			var be [2]byte
+			binary.NativeEndian.PutUint16(be[:], k.PortBe)
+			lo, hi = entryKey{port: binary.BigEndian.Uint16(be[:]), plen: uint8(plen)}.portRange()
+		}
+		v.MatchType = uint8(find(v, k.Dir, k.Identity, k.Proto, lo, hi))
+		m.lpm[k] = v
+	}
+}
+
+// Names of the maps in metrics: the BPF map names, and policyEndpointMap for the per-endpoint
+// budget (MaxEntriesPerEndpoint), which is not a map of its own.
+const (
+	policyMap         = ceskitMapCeskitPolicy
+	policyLPMMap      = ceskitMapCeskitPolicyLpm
+	policyEndpointMap = "ceskit_policy_endpoint"
+	ipcache4Map       = ceskitMapCeskitIpcache4
+	ipcache6Map       = ceskitMapCeskitIpcache
+	ipcacheLPMMap     = ceskitMapCeskitIpcacheLpm
+	conntrackMap      = ceskitMapCeskitCt
+)
+
+// reportPolicyPressure reports the fill of the shared policy maps and of the fullest endpoint's
+// budget, from the written state. d.mu is held.
+func (d *Datapath) reportPolicyPressure() {
+	exact, lpm, most := 0, 0, 0
+	for _, ep := range d.endpoints {
+		exact += len(ep.written.exact)
+		lpm += len(ep.written.lpm)
+		most = max(most, ep.written.size())
+	}
+	met := d.spec.Metrics
+	met.MapPressure(policyMap, exact, d.spec.PolicyEntries)
+	met.MapPressure(policyLPMMap, lpm, d.spec.PolicyEntries)
+	met.MapPressure(policyEndpointMap, most, d.spec.MaxEntriesPerEndpoint)
+}
+
+// reportIPCachePressure reports the fill of the ipcache maps from the written state. d.mu is
+// held.
+func (d *Datapath) reportIPCachePressure() {
+	v4, v6, prefixes := ipcacheCounts(d.ipcache)
+	met := d.spec.Metrics
+	met.MapPressure(ipcache4Map, v4, d.spec.IPCacheEntries)
+	met.MapPressure(ipcache6Map, v6, d.spec.IPCacheEntries)
+	met.MapPressure(ipcacheLPMMap, prefixes, d.spec.IPCachePrefixes)
+}
+
+// ipcacheCounts counts IPv4 host addresses, IPv6 host addresses and other prefixes.
+func ipcacheCounts(ids map[netip.Prefix]uint32) (v4, v6, prefixes int) {
+	for p := range ids {
+		switch {
+		case !p.IsSingleIP():
+			prefixes++
+		case p.Addr().Is4():
+			v4++
+		default:
+			v6++
+		}
+	}
+	return v4, v6, prefixes
 }
 
 // Entries returns the entries last synced for an endpoint.
@@ -111,13 +222,14 @@ func (d *Datapath) writePolicy(id uint32, ep *endpoint, m materialized) error {
 			lk, lv = append(lk, k), append(lv, v)
 		}
 	}
-	if err := batchUpdate(d.maps.CeskitPolicy, ek, ev); err != nil {
+	met := d.spec.Metrics
+	if err := batchUpdate(met, policyMap, d.maps.CeskitPolicy, ek, ev); err != nil {
 		return fmt.Errorf("update endpoint %d exact policy: %w", id, err)
 	}
 	for i, k := range ek {
 		ep.written.exact[k] = ev[i]
 	}
-	if err := batchUpdate(d.maps.CeskitPolicyLpm, lk, lv); err != nil {
+	if err := batchUpdate(met, policyLPMMap, d.maps.CeskitPolicyLpm, lk, lv); err != nil {
 		return fmt.Errorf("update endpoint %d prefix policy: %w", id, err)
 	}
 	for i, k := range lk {
@@ -135,13 +247,13 @@ func (d *Datapath) writePolicy(id uint32, ep *endpoint, m materialized) error {
 			dl = append(dl, k)
 		}
 	}
-	if err := batchDelete(d.maps.CeskitPolicy, dk); err != nil {
+	if err := batchDelete(met, policyMap, d.maps.CeskitPolicy, dk); err != nil {
 		return fmt.Errorf("delete endpoint %d exact policy: %w", id, err)
 	}
 	for _, k := range dk {
 		delete(ep.written.exact, k)
 	}
-	if err := batchDelete(d.maps.CeskitPolicyLpm, dl); err != nil {
+	if err := batchDelete(met, policyLPMMap, d.maps.CeskitPolicyLpm, dl); err != nil {
 		return fmt.Errorf("delete endpoint %d prefix policy: %w", id, err)
 	}
 	for _, k := range dl {
@@ -151,39 +263,61 @@ func (d *Datapath) writePolicy(id uint32, ep *endpoint, m materialized) error {
 }
 
 // batchUpdate writes keys and values with one syscall per batch, falling back to single updates
-// where the map type has no batch support.
-func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+// where the map type has no batch support. It reports the elements written to met (operation
+// "update", outcome "success"), and on an error those not written (outcome "fail").
+func batchUpdate[K, V any](met Metrics, name string, m *ebpf.Map, keys []K, vals []V) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
-		return nil
-	} else if !errors.Is(err, ebpf.ErrNotSupported) {
-		return err
-	}
-	for i := range keys {
-		if err := m.Put(&keys[i], &vals[i]); err != nil {
-			return err
+	n, err := m.BatchUpdate(keys, vals, nil)
+	if err != nil && errors.Is(err, ebpf.ErrNotSupported) {
+		for n, err = 0, nil; n < len(keys) && err == nil; n++ {
+			err = m.Put(&keys[n], &vals[n])
+		}
+		if err != nil {
+			n--
 		}
 	}
-	return nil
+	reportOps(met, name, "update", len(keys), n, err)
+	return err
 }
 
-func batchDelete[K any](m *ebpf.Map, keys []K) error {
+// batchDelete deletes keys like batchUpdate writes them; keys already gone count as deleted.
+func batchDelete[K any](met Metrics, name string, m *ebpf.Map, keys []K) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	if _, err := m.BatchDelete(keys, nil); err == nil {
-		return nil
-	} else if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
-	for i := range keys {
-		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
+	n, err := m.BatchDelete(keys, nil)
+	if err != nil && (errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, ebpf.ErrKeyNotExist)) {
+		// The batch stops at the first missing key; delete one by one from there.
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			n = 0
+		}
+		for err = nil; n < len(keys) && err == nil; n++ {
+			if err = m.Delete(&keys[n]); errors.Is(err, ebpf.ErrKeyNotExist) {
+				err = nil
+			}
+		}
+		if err != nil {
+			n--
 		}
 	}
-	return nil
+	reportOps(met, name, "delete", len(keys), n, err)
+	return err
+}
+
+// reportOps reports n of total operations done and, after an error, the rest failed.
+func reportOps(met Metrics, name, op string, total, n int, err error) {
+	if err == nil {
+		n = total
+	}
+	n = max(0, min(n, total))
+	if n > 0 {
+		met.MapOps(name, op, "success", n)
+	}
+	if total > n {
+		met.MapOps(name, op, "fail", total-n)
+	}
 }
 
 // mapped returns the 16-byte form of an address (IPv4 as IPv4-mapped IPv6).
@@ -228,24 +362,18 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 			lk, lv = append(lk, lpmIPKey(p)), append(lv, ceskitIpcacheVal{Identity: id})
 		}
 	}
-	exact, prefixes := 0, 0
-	for p := range norm {
-		if p.IsSingleIP() {
-			exact++
-		} else {
-			prefixes++
-		}
-	}
-	if exact > d.spec.IPCacheEntries || prefixes > d.spec.IPCachePrefixes {
+	v4, v6, prefixes := ipcacheCounts(norm)
+	if exact := v4 + v6; exact > d.spec.IPCacheEntries || prefixes > d.spec.IPCachePrefixes {
 		return fmt.Errorf("%w: ipcache needs %d addresses and %d prefixes, capacity %d and %d", ErrCapacity, exact, prefixes, d.spec.IPCacheEntries, d.spec.IPCachePrefixes)
 	}
-	if err := batchUpdate(d.maps.CeskitIpcache4, e4k, e4v); err != nil {
+	met := d.spec.Metrics
+	if err := batchUpdate(met, ipcache4Map, d.maps.CeskitIpcache4, e4k, e4v); err != nil {
 		return fmt.Errorf("update ipcache: %w", err)
 	}
-	if err := batchUpdate(d.maps.CeskitIpcache, ek, ev); err != nil {
+	if err := batchUpdate(met, ipcache6Map, d.maps.CeskitIpcache, ek, ev); err != nil {
 		return fmt.Errorf("update ipcache: %w", err)
 	}
-	if err := batchUpdate(d.maps.CeskitIpcacheLpm, lk, lv); err != nil {
+	if err := batchUpdate(met, ipcacheLPMMap, d.maps.CeskitIpcacheLpm, lk, lv); err != nil {
 		return fmt.Errorf("update ipcache prefixes: %w", err)
 	}
 	var dk []ceskitIpcacheKey
@@ -264,16 +392,17 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 			dl = append(dl, lpmIPKey(p))
 		}
 	}
-	if err := batchDelete(d.maps.CeskitIpcache4, d4); err != nil {
+	if err := batchDelete(met, ipcache4Map, d.maps.CeskitIpcache4, d4); err != nil {
 		return fmt.Errorf("delete from ipcache: %w", err)
 	}
-	if err := batchDelete(d.maps.CeskitIpcache, dk); err != nil {
+	if err := batchDelete(met, ipcache6Map, d.maps.CeskitIpcache, dk); err != nil {
 		return fmt.Errorf("delete from ipcache: %w", err)
 	}
-	if err := batchDelete(d.maps.CeskitIpcacheLpm, dl); err != nil {
+	if err := batchDelete(met, ipcacheLPMMap, d.maps.CeskitIpcacheLpm, dl); err != nil {
 		return fmt.Errorf("delete from ipcache prefixes: %w", err)
 	}
 	d.ipcache = norm
+	d.reportIPCachePressure()
 	return nil
 }
 
@@ -314,7 +443,7 @@ func (d *Datapath) FlushConntrack(id uint32) (int, error) {
 	if err := it.Err(); err != nil {
 		return 0, fmt.Errorf("iterate conntrack: %w", err)
 	}
-	if err := batchDelete(d.maps.CeskitCt, del); err != nil {
+	if err := batchDelete(d.spec.Metrics, conntrackMap, d.maps.CeskitCt, del); err != nil {
 		return 0, fmt.Errorf("flush conntrack: %w", err)
 	}
 	return len(del), nil

@@ -111,7 +111,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, CNT_MAX);
+	__uint(max_entries, CNT_ENTRIES);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -161,8 +161,10 @@ struct flow {
 	__u8 icmp_code;
 };
 
-static __always_inline void count(__u32 idx)
+/* count adds one packet to the reason's counter of this program's direction. */
+static __always_inline void count(__u32 reason)
 {
+	__u32 idx = policy_dir * CNT_MAX + reason;
 	__u64 *c = bpf_map_lookup_elem(&ceskit_counters, &idx);
 	if (c)
 		*c += 1;
@@ -352,7 +354,7 @@ static __always_inline int ratelimit_ok(void)
 }
 
 static __always_inline void report(const struct flow *f, __u32 remote, __u8 verdict, __u8 flags,
-				   __u32 cookie, __u32 reason)
+				   __u32 cookie, __u32 reason, __u8 match_type)
 {
 	if (!ratelimit_ok()) {
 		lost(LOST_RATELIMIT);
@@ -376,6 +378,8 @@ static __always_inline void report(const struct flow *f, __u32 remote, __u8 verd
 	e->flags = flags | (f->ipv6 ? EV_F_IPV6 : 0) | (f->frag ? EV_F_FRAGMENT : 0);
 	e->cookie = cookie;
 	e->reason = reason;
+	e->match_type = match_type;
+	e->icmp_code = f->icmp_code;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -460,11 +464,12 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 
 	__u32 remote = lookup_identity(policy_dir == DIR_EGRESS ? f.daddr : f.saddr, f.ipv6);
 	struct policy_val *pv = lookup_policy(remote, f.proto, f.dport);
-	__u8 verdict = VERDICT_DENY;
+	__u8 verdict = VERDICT_DENY, match_type = POLICY_MATCH_NONE;
 	__u32 cookie = 0, reason = CNT_DROP_DEFAULT;
 	if (pv) {
 		verdict = pv->verdict;
 		cookie = pv->cookie;
+		match_type = pv->match_type;
 		if (verdict == VERDICT_DENY && !(pv->flags & POLICY_F_DEFAULT_DENY))
 			reason = CNT_DROP_DENY;
 	}
@@ -473,7 +478,7 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 
 	if (verdict == VERDICT_DENY) {
 		count(reason);
-		report(&f, remote, verdict, 0, cookie, reason);
+		report(&f, remote, verdict, 0, cookie, reason, match_type);
 		return TCX_DROP;
 	}
 	if (use_ct && track && f.frag != FRAG_LATER) {
@@ -482,11 +487,11 @@ int ceskit_policy_prog(struct __sk_buff *skb)
 	}
 	if (verdict == VERDICT_AUDIT) {
 		count(CNT_AUDITED);
-		report(&f, remote, verdict, EV_F_AUDIT | EV_F_NEW_FLOW, cookie, CNT_AUDITED);
+		report(&f, remote, verdict, EV_F_AUDIT | EV_F_NEW_FLOW, cookie, CNT_AUDITED, match_type);
 	} else {
 		count(CNT_FORWARDED);
 		if (event_new_flows)
-			report(&f, remote, verdict, EV_F_NEW_FLOW, cookie, CNT_FORWARDED);
+			report(&f, remote, verdict, EV_F_NEW_FLOW, cookie, CNT_FORWARDED, match_type);
 	}
 	return allow_ret;
 }

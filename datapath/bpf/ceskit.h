@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Map layouts shared by ceskit.c and the Go side (datapath/maps.go mirrors every struct). */
+/* Map layouts shared by ceskit.c and the Go side (bpf2go generates the Go structs). */
 #pragma once
 
 #include <linux/types.h>
@@ -21,7 +21,18 @@
 /* policy_val.flags */
 #define POLICY_F_DEFAULT_DENY 1 /* a materialised "no entry": default deny, not an explicit deny */
 
-/* Counter indexes (ceskit_counters, per CPU). Keep in sync with datapath.Reason. */
+/* policy_val.match_type and event.match_type: what the deciding entry matches on, numbered as
+ * Cilium's PolicyMatch* (pkg/monitor/api) and datapath.MatchType. */
+#define POLICY_MATCH_NONE 0       /* no entry: default deny */
+#define POLICY_MATCH_L3_ONLY 1    /* an identity, every protocol */
+#define POLICY_MATCH_L3_L4 2      /* an identity and ports */
+#define POLICY_MATCH_L4_ONLY 3    /* ports, any identity */
+#define POLICY_MATCH_ALL 4        /* any identity, every protocol */
+#define POLICY_MATCH_L3_PROTO 5   /* an identity and a protocol, every port */
+#define POLICY_MATCH_PROTO_ONLY 6 /* a protocol, any identity, every port */
+
+/* Counter reasons. Keep in sync with datapath.Reason. ceskit_counters (per CPU) has one counter
+ * per direction and reason, at dir * CNT_MAX + reason. */
 #define CNT_FORWARDED 0       /* allowed by policy (new flow) */
 #define CNT_FORWARDED_CT 1    /* allowed by conntrack (established or reply) */
 #define CNT_AUDITED 2         /* would be denied, allowed by audit */
@@ -31,6 +42,7 @@
 #define CNT_DROP_FRAGMENT 6   /* non-first fragment no entry allows */
 #define CNT_PASS_NON_IP 7     /* not IPv4/IPv6: passed untouched */
 #define CNT_MAX 8
+#define CNT_ENTRIES (2 * CNT_MAX)
 
 /* Lost-event counters (ceskit_lost, per CPU). */
 #define LOST_RINGBUF 0   /* ring buffer full */
@@ -76,7 +88,8 @@ struct policy_lpm_key {
 struct policy_val {
 	__u8 verdict;
 	__u8 flags;
-	__u16 pad;
+	__u8 match_type; /* POLICY_MATCH_* of the entry the answer comes from */
+	__u8 pad;
 	__u32 cookie; /* names the rule (datapath.Entry.Cookie) */
 };
 
@@ -117,7 +130,9 @@ struct event {
 	__u8 verdict;
 	__u8 flags;
 	__u32 cookie;
-	__u32 reason; /* counter index */
+	__u16 reason;    /* CNT_*, without the direction */
+	__u8 match_type; /* POLICY_MATCH_* */
+	__u8 icmp_code;  /* ICMP and ICMPv6: the code (dport is the type) */
 };
 
 struct ratelimit {
