@@ -1,11 +1,17 @@
-// Command operator runs ceskit's CiliumEndpointSlice controller ([slicer.Controller]) as a
-// stand-alone operator, with Prometheus metrics ([observe.SlicerMetrics]) and a small HTTP API:
+// Command operator runs ceskit's CiliumEndpointSlice controller ([slicer.Controller]) and identity
+// garbage collector ([identity.GC]) as a stand-alone operator, with Prometheus metrics
+// ([observe.SlicerMetrics], [observe.IdentityMetrics]) and a small HTTP API:
 //
-//	GET  /metrics                  Prometheus metrics (slicer, Go runtime, process)
-//	GET  /healthz                  200 "ok" once synced and not Degraded, else 503 with the reason
-//	GET  /status                   JSON of Controller.Status
+//	GET  /metrics                  Prometheus metrics (slicer, identity GC, leader, Go runtime, process)
+//	GET  /healthz                  liveness: 200 "ok" unless informers are wedged or writers failed to stop
+//	GET  /readyz                   readiness: writers synced and not Degraded, or a follower standing by
+//	GET  /status                   JSON: this replica (identity, leader, leading) and Controller.Status
 //	GET  /diff                     JSON of Controller.Diff (what shadow mode would write)
 //	POST /resync?namespace=NS      Controller.Resync; JSON {"namespace":..,"outOfSync":n}
+//
+// Several replicas may run: with --leader-elect (the default outside the lab and shadow mode)
+// only the one holding a coordination.k8s.io Lease runs the writers, and it stops them before
+// any other replica can take the Lease over (see election.go for the argument).
 //
 // It reaches a cluster through --kubeconfig, $KUBECONFIG, the in-cluster service account or
 // ~/.kube/config, in that order, or starts a throw-away kube-apiserver and etcd with --embedded
@@ -14,12 +20,11 @@
 //
 // Every [slicer.Config] field has a flag, except Logger, Metrics, Clock and IdentityFunc; the
 // endpoint source is "ciliumendpoints" only, since "pods" needs an identity function this example
-// does not have. See README.md for every flag.
+// does not have. deploy/ holds the RBAC and Deployment manifests. See README.md for every flag.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,9 +42,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -47,8 +49,8 @@ import (
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ceskit/ceskit/identity"
 	"github.com/ceskit/ceskit/internal/testenv"
-	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/slicer"
 )
 
@@ -79,6 +81,13 @@ type options struct {
 	rateLimits         string
 	priorityNamespaces string
 	cfg                slicer.Config // fields without a string form are set directly
+
+	leaderElect bool
+	election    electionConfig
+	syncTimeout time.Duration
+
+	gcEnabled bool
+	gc        identity.GCConfig // Logger, Metrics, Clock, InUse and IgnoreEndpoints are not flags
 
 	embedded bool
 	duration time.Duration
@@ -122,7 +131,30 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.ResyncPeriod, "resync-period", 0, "mean period of the anti-entropy pass, 1s-24h (0: 5m)")
 	fs.Float64Var(&c.CompactionThreshold, "compaction-threshold", 0, "compact namespaces whose slices are on average less full than this fraction, 0-1 (0: 0.5)")
 	fs.BoolVar(&c.DisableCompaction, "disable-compaction", false, "never compact sparse slices")
-	fs.BoolVar(&c.Shadow, "shadow", false, "compute slices and the diff against the existing ones, write nothing (for managed AKS; see /diff)")
+	fs.BoolVar(&c.Shadow, "shadow", false, "compute slices and the diff against the existing ones, write nothing (for managed AKS; see /diff); needs no leader and runs no identity GC")
+	fs.StringVar(&c.HeartbeatLease, "heartbeat-lease", "", `"namespace/name" of the Lease the controller renews for node-side watchers; "-" disables it (empty: `+slicer.DefaultHeartbeatLease+`)`)
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", 0, "renewal period of --heartbeat-lease, 1s-5m (0: 5s)")
+
+	// Leader election.
+	e := &o.election
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "run the writers only while holding the election Lease, so that several replicas never write at once (off unless set with --embedded or --shadow)")
+	fs.StringVar(&e.Namespace, "leader-elect-namespace", defaultElectionNamespace, "namespace of the election Lease")
+	fs.StringVar(&e.Name, "leader-elect-name", defaultElectionName, "name of the election Lease")
+	fs.DurationVar(&e.LeaseDuration, "leader-elect-lease-duration", defaultLeaseDuration, "how long followers wait after the last renewal they saw before taking over; whole seconds")
+	fs.DurationVar(&e.RenewDeadline, "leader-elect-renew-deadline", defaultRenewDeadline, "the leader stops its writers when it has not renewed the Lease for this long; less than the lease duration")
+	fs.DurationVar(&e.RetryPeriod, "leader-elect-retry-period", defaultRetryPeriod, "period of renewals and of followers' attempts")
+	fs.DurationVar(&o.syncTimeout, "cache-sync-timeout", 3*time.Minute, "/healthz fails when the writers' caches have not synced this long after they started")
+
+	// Identity garbage collection (identity.GCConfig).
+	g := &o.gc
+	fs.BoolVar(&o.gcEnabled, "identity-gc", true, "run the CiliumIdentity garbage collector with the writers (off unless set with --embedded or --shadow)")
+	fs.StringVar(&g.Namespace, "identity-gc-namespace", "", "namespace of the allocators' claim and holder Leases (empty: kube-system)")
+	fs.DurationVar(&g.Interval, "identity-gc-interval", 0, "time between collection passes (0: 5s)")
+	fs.DurationVar(&g.MinAge, "identity-gc-min-age", 0, "identities younger than this are never marked (0: 5s)")
+	fs.DurationVar(&g.GracePeriod, "identity-gc-grace-period", 0, "how long an unused identity stays marked before it is deleted (0: 30s; Cilium: identity-heartbeat-timeout)")
+	fs.DurationVar(&g.ClaimGracePeriod, "identity-gc-claim-grace-period", 0, "how long claim Leases of deleted identities and expired holder records are kept (0: 10m)")
+	fs.Float64Var(&g.WriteQPS, "identity-gc-write-qps", 0, "collector writes (marks, unmarks, deletions) per second (0: 250)")
+	fs.IntVar(&g.Workers, "identity-gc-workers", 0, "collector writes in flight (0: 16)")
 
 	// Lab.
 	fs.BoolVar(&o.embedded, "embedded", false, "start a throw-away kube-apiserver and etcd (from bin/ or $"+testenv.BinDirEnv+") instead of using a cluster")
@@ -172,6 +204,32 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.embedded && !set["simulate-pods"] {
 		o.sim.Pods = 2000
 	}
+	// The lab runs one replica; shadow mode writes nothing, so it needs neither a leader nor
+	// the collector (which writes).
+	for _, f := range []struct {
+		name string
+		v    *bool
+	}{{"leader-elect", &o.leaderElect}, {"identity-gc", &o.gcEnabled}} {
+		switch {
+		case c.Shadow && set[f.name] && *f.v:
+			return nil, fmt.Errorf("flag --%s with --shadow: shadow mode writes nothing, so it needs no leader and runs no identity GC", f.name)
+		case o.embedded && f.name == "leader-elect" && set[f.name] && *f.v:
+			return nil, errors.New("flag --leader-elect with --embedded: the lab runs one replica")
+		case !set[f.name] && (c.Shadow || o.embedded):
+			*f.v = false
+		}
+	}
+	if o.leaderElect {
+		if err := o.election.validate(); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.gc.Validate(); err != nil {
+		return nil, gcFlagError(err)
+	}
+	if o.syncTimeout <= 0 {
+		return nil, fmt.Errorf("flag --cache-sync-timeout=%s: must be positive", o.syncTimeout)
+	}
 	switch {
 	case o.sim.Pods < 0:
 		return nil, fmt.Errorf("flag --simulate-pods=%d: must not be negative", o.sim.Pods)
@@ -214,6 +272,30 @@ var configFlags = map[string]string{
 	"CompactionThreshold":  "compaction-threshold",
 	"DisableCompaction":    "disable-compaction",
 	"Shadow":               "shadow",
+	"HeartbeatLease":       "heartbeat-lease",
+	"HeartbeatInterval":    "heartbeat-interval",
+}
+
+// gcFlags maps identity.GCConfig field names, as an *identity.ConfigError names them, to flags.
+var gcFlags = map[string]string{
+	"Namespace":        "identity-gc-namespace",
+	"Interval":         "identity-gc-interval",
+	"MinAge":           "identity-gc-min-age",
+	"GracePeriod":      "identity-gc-grace-period",
+	"ClaimGracePeriod": "identity-gc-claim-grace-period",
+	"WriteQPS":         "identity-gc-write-qps",
+	"Workers":          "identity-gc-workers",
+}
+
+// gcFlagError names the flag behind an *identity.ConfigError.
+func gcFlagError(err error) error {
+	var ce *identity.ConfigError
+	if errors.As(err, &ce) {
+		if name, ok := gcFlags[ce.Field]; ok {
+			return fmt.Errorf("flag --%s: %w", name, err)
+		}
+	}
+	return err
 }
 
 // flagError names the flag behind a *slicer.ConfigError.
@@ -265,34 +347,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopControlPlane()
-	restCfg = rest.CopyConfig(restCfg)
-	restCfg.UserAgent = "ceskit-operator-example"
-
-	client, err := slicer.NewClient(restCfg)
+	op, err := newOperator(restCfg, o, logger)
 	if err != nil {
 		return err
-	}
-	if err := checkCRDs(client); err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register runtime metrics: %w", err)
-		}
-	}
-	metrics, err := observe.NewSlicerMetrics(reg)
-	if err != nil {
-		return err
-	}
-	cfg := o.cfg
-	cfg.Logger, cfg.Metrics = logger, metrics
-	ctrl, err := slicer.New(client, cfg)
-	if err != nil {
-		return flagError(err)
 	}
 
 	ln, err := net.Listen("tcp", o.listen)
@@ -300,11 +357,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("flag --listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           newMux(ctrl, reg, logger),
+		Handler:           newMux(op, op.reg, logger),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /status /diff /resync")
+	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /readyz /status /diff /resync")
 
 	if o.duration > 0 {
 		var cancel context.CancelFunc
@@ -333,9 +390,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			logger.Warn("shut down http server", "error", err)
 		}
 	})
-	wg.Go(func() { fail(ctrl.Run(ctx)) })
+	wg.Go(func() { fail(op.Run(ctx)) })
 	if o.sim.Pods > 0 {
-		sim := newSimulator(client, ctrl, o.sim, stdout, logger)
+		sim := newSimulator(op.client, op, o.sim, stdout, logger)
 		wg.Go(func() { fail(sim.Run(ctx)) })
 	}
 	wg.Wait()
@@ -359,12 +416,24 @@ func connect(ctx context.Context, o *options, logger *slog.Logger) (*rest.Config
 			if err := slicer.InstallCRDs(ctx, cfg); err != nil {
 				return nil, nil, fmt.Errorf("install CRDs: %w", err)
 			}
+			if o.gcEnabled {
+				if err := identity.InstallCRDs(ctx, cfg); err != nil {
+					return nil, nil, fmt.Errorf("install CRDs: %w", err)
+				}
+			}
 		}
 		return cfg, func() {}, nil
 	}
 	crds, err := slicer.CRDs()
 	if err != nil {
 		return nil, nil, err
+	}
+	if o.gcEnabled {
+		idCRDs, err := identity.CRDs()
+		if err != nil {
+			return nil, nil, err
+		}
+		crds = append(crds, idCRDs...)
 	}
 	logger.Info("starting embedded control plane", "bin", testenv.BinDir())
 	cp, err := testenv.Start(testenv.Options{CRDs: crds})
@@ -413,84 +482,26 @@ func loadRESTConfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// checkCRDs fails early, with advice, when the API server does not serve CiliumEndpoints or
-// CiliumEndpointSlices; the controller would otherwise wait for its caches for ever.
-func checkCRDs(client *slicer.Client) error {
-	for _, want := range []struct{ gv, resource string }{
-		{"cilium.io/v2", "ciliumendpoints"},
-		{"cilium.io/v2alpha1", "ciliumendpointslices"},
-	} {
+// checkCRDs fails early, with advice, when the API server does not serve CiliumEndpoints,
+// CiliumEndpointSlices or, for the collector, CiliumIdentities; the writers would otherwise wait
+// for their caches for ever.
+func checkCRDs(client *slicer.Client, gc bool) error {
+	type resource struct{ gv, name, advice string }
+	need := []resource{
+		{"cilium.io/v2", "ciliumendpoints", "install Cilium with CiliumEndpointSlices enabled, or pass --install-crds on a cluster without Cilium"},
+		{"cilium.io/v2alpha1", "ciliumendpointslices", "install Cilium with CiliumEndpointSlices enabled, or pass --install-crds on a cluster without Cilium"},
+	}
+	if gc {
+		need = append(need, resource{"cilium.io/v2", "ciliumidentities", "pass --identity-gc=false where identities are not CRDs (kvstore mode), or --install-crds on a cluster without Cilium"})
+	}
+	for _, want := range need {
 		list, err := client.Kube.Discovery().ServerResourcesForGroupVersion(want.gv)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("discover %s: %w", want.gv, err)
 		}
-		if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == want.resource }) {
-			return fmt.Errorf("the API server does not serve %s (%s): install Cilium with CiliumEndpointSlices enabled, or pass --install-crds on a cluster without Cilium", want.resource, want.gv)
+		if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == want.name }) {
+			return fmt.Errorf("the API server does not serve %s (%s): %s", want.name, want.gv, want.advice)
 		}
 	}
 	return nil
-}
-
-// controller is what the HTTP API needs of a *slicer.Controller.
-type controller interface {
-	HasSynced() bool
-	Status() slicer.Status
-	Diff() []slicer.SliceDiff
-	Resync(ctx context.Context, namespace string) (int, error)
-}
-
-// newMux serves the HTTP API described in the package comment.
-func newMux(c controller, reg *prometheus.Registry, logger *slog.Logger) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		Registry: reg,
-	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !c.HasSynced() {
-			http.Error(w, "not synced: caches not filled or existing slices not adopted yet", http.StatusServiceUnavailable)
-			return
-		}
-		if st := c.Status(); st.Degraded {
-			http.Error(w, "degraded: "+st.DegradedReason, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, c.Status(), logger)
-	})
-	mux.HandleFunc("GET /diff", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, c.Diff(), logger)
-	})
-	mux.HandleFunc("POST /resync", func(w http.ResponseWriter, r *http.Request) {
-		ns := r.URL.Query().Get("namespace")
-		n, err := c.Resync(r.Context(), ns)
-		switch {
-		case errors.Is(err, slicer.ErrNotSynced):
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		logger.Info("manual resync", "namespace", ns, "trigger", "http", "repaired", n)
-		writeJSON(w, http.StatusOK, struct {
-			Namespace string `json:"namespace"`
-			OutOfSync int    `json:"outOfSync"`
-		}{ns, n}, logger)
-	})
-	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any, logger *slog.Logger) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		logger.Error("encode response", "error", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
 }

@@ -2,19 +2,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/ceskit/ceskit/identity"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/slicer"
 )
@@ -40,6 +45,50 @@ func TestParseFlags(t *testing.T) {
 			if o.listen != "127.0.0.1:9963" || o.sim.Pods != 0 {
 				t.Errorf("listen=%q simulate-pods=%d, want 127.0.0.1:9963 and 0", o.listen, o.sim.Pods)
 			}
+			wantElection := electionConfig{Namespace: "kube-system", Name: "ceskit-operator",
+				LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
+			if diff := cmp.Diff(wantElection, o.election); diff != "" || !o.leaderElect || !o.gcEnabled {
+				t.Errorf("leader-elect=%t identity-gc=%t, want both true; election (-want +got):\n%s", o.leaderElect, o.gcEnabled, diff)
+			}
+		},
+	}, {
+		name: "leader election and identity gc flags",
+		args: []string{
+			"--leader-elect-namespace=ceskit", "--leader-elect-name=op", "--leader-elect-lease-duration=2s",
+			"--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=300ms", "--cache-sync-timeout=1m",
+			"--identity-gc-namespace=ids", "--identity-gc-interval=1s", "--identity-gc-min-age=2s", "--identity-gc-grace-period=3s",
+			"--identity-gc-claim-grace-period=4s", "--identity-gc-write-qps=50", "--identity-gc-workers=2",
+		},
+		check: func(t *testing.T, o *options) {
+			wantElection := electionConfig{Namespace: "ceskit", Name: "op",
+				LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 300 * time.Millisecond}
+			if diff := cmp.Diff(wantElection, o.election); diff != "" {
+				t.Errorf("election (-want +got):\n%s", diff)
+			}
+			wantGC := identity.GCConfig{Namespace: "ids", Interval: time.Second, MinAge: 2 * time.Second, GracePeriod: 3 * time.Second,
+				ClaimGracePeriod: 4 * time.Second, WriteQPS: 50, Workers: 2}
+			if diff := cmp.Diff(wantGC, o.gc, cmpopts.IgnoreFields(identity.GCConfig{}, "InUse")); diff != "" {
+				t.Errorf("identity gc (-want +got):\n%s", diff)
+			}
+			if o.syncTimeout != time.Minute {
+				t.Errorf("cache-sync-timeout = %s, want 1m", o.syncTimeout)
+			}
+		},
+	}, {
+		name: "single replica without gc",
+		args: []string{"--leader-elect=false", "--identity-gc=false"},
+		check: func(t *testing.T, o *options) {
+			if o.leaderElect || o.gcEnabled {
+				t.Errorf("leader-elect=%t identity-gc=%t, want both false", o.leaderElect, o.gcEnabled)
+			}
+		},
+	}, {
+		name: "shadow needs no leader",
+		args: []string{"--shadow"},
+		check: func(t *testing.T, o *options) {
+			if o.leaderElect || o.gcEnabled {
+				t.Errorf("leader-elect=%t identity-gc=%t with --shadow, want both false", o.leaderElect, o.gcEnabled)
+			}
 		},
 	}, {
 		name: "every config flag",
@@ -49,6 +98,7 @@ func TestParseFlags(t *testing.T) {
 			"--workers=8", "--priority-namespaces=kube-system, web,,", "--priority-weight=2", "--error-threshold=3",
 			"--retry-base-delay=20ms", "--retry-max-delay=2s", "--conflict-retries=5", "--resync-period=1m",
 			"--compaction-threshold=0.25", "--disable-compaction", "--shadow",
+			"--heartbeat-lease=ceskit/beat", "--heartbeat-interval=2s",
 		},
 		check: func(t *testing.T, o *options) {
 			want := slicer.Config{
@@ -59,6 +109,7 @@ func TestParseFlags(t *testing.T) {
 				PriorityNamespaces: []string{"kube-system", "web"}, PriorityWeight: 2, ErrorThreshold: 3,
 				RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 2 * time.Second, ConflictRetries: 5,
 				ResyncPeriod: time.Minute, CompactionThreshold: 0.25, DisableCompaction: true, Shadow: true,
+				HeartbeatLease: "ceskit/beat", HeartbeatInterval: 2 * time.Second,
 			}
 			if diff := cmp.Diff(want, o.cfg); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
@@ -71,6 +122,9 @@ func TestParseFlags(t *testing.T) {
 			want := simOptions{Pods: 2000, Namespaces: 20, Nodes: 50, Churn: 50}
 			if diff := cmp.Diff(want, o.sim); diff != "" {
 				t.Errorf("simulation (-want +got):\n%s", diff)
+			}
+			if o.leaderElect || o.gcEnabled {
+				t.Errorf("leader-elect=%t identity-gc=%t with --embedded, want both false", o.leaderElect, o.gcEnabled)
 			}
 		},
 	}, {
@@ -109,6 +163,54 @@ func TestParseFlags(t *testing.T) {
 		name:    "embedded and kubeconfig",
 		args:    []string{"--embedded", "--kubeconfig=/dev/null"},
 		wantErr: "mutually exclusive",
+	}, {
+		name:    "heartbeat lease",
+		args:    []string{"--heartbeat-lease=nonamespace"},
+		wantErr: "flag --heartbeat-lease: invalid slicer config: HeartbeatLease=nonamespace",
+	}, {
+		name:    "shadow with leader election",
+		args:    []string{"--shadow", "--leader-elect"},
+		wantErr: "flag --leader-elect with --shadow: shadow mode writes nothing",
+	}, {
+		name:    "shadow with identity gc",
+		args:    []string{"--shadow", "--identity-gc=true"},
+		wantErr: "flag --identity-gc with --shadow",
+	}, {
+		name:    "embedded with leader election",
+		args:    []string{"--embedded", "--leader-elect"},
+		wantErr: "the lab runs one replica",
+	}, {
+		name:    "renew deadline not below lease duration",
+		args:    []string{"--leader-elect-lease-duration=10s", "--leader-elect-renew-deadline=10s"},
+		wantErr: "flag --leader-elect-renew-deadline=10s: must be positive and shorter than --leader-elect-lease-duration=10s",
+	}, {
+		name:    "lease duration in whole seconds",
+		args:    []string{"--leader-elect-lease-duration=2500ms", "--leader-elect-renew-deadline=1s", "--leader-elect-retry-period=100ms"},
+		wantErr: "flag --leader-elect-lease-duration=2.5s: must be a whole number of seconds",
+	}, {
+		name:    "retry period too long",
+		args:    []string{"--leader-elect-retry-period=9s"},
+		wantErr: "flag --leader-elect-retry-period=9s: must be positive and less than --leader-elect-renew-deadline / 1.2",
+	}, {
+		name:    "election lease name",
+		args:    []string{"--leader-elect-name=Not_A_Name"},
+		wantErr: `flag --leader-elect-name="Not_A_Name"`,
+	}, {
+		name: "election flags unchecked without election",
+		args: []string{"--leader-elect=false", "--leader-elect-renew-deadline=1h"},
+		check: func(t *testing.T, o *options) {
+			if o.leaderElect {
+				t.Error("leader-elect = true, want false")
+			}
+		},
+	}, {
+		name:    "identity gc flag",
+		args:    []string{"--identity-gc-grace-period=-1s"},
+		wantErr: "flag --identity-gc-grace-period: invalid identity config: GracePeriod=-1s: must not be negative",
+	}, {
+		name:    "cache sync timeout",
+		args:    []string{"--cache-sync-timeout=0"},
+		wantErr: "flag --cache-sync-timeout=0s: must be positive",
 	}, {
 		name:    "log level",
 		args:    []string{"--log-level=loud"},
@@ -150,6 +252,25 @@ func (f *fakeController) Resync(_ context.Context, ns string) (int, error) {
 	return f.resync(ns)
 }
 
+// fakeState stands in for *operator behind the HTTP API.
+type fakeState struct {
+	ctrl      *fakeController // nil: standing by
+	healthErr error
+	readyNote string
+	readyErr  error
+	rep       replicaStatus
+}
+
+func (f *fakeState) controller() controller {
+	if f.ctrl == nil {
+		return nil
+	}
+	return f.ctrl
+}
+func (f *fakeState) health() error          { return f.healthErr }
+func (f *fakeState) ready() (string, error) { return f.readyNote, f.readyErr }
+func (f *fakeState) replica() replicaStatus { return f.rep }
+
 func TestHTTP(t *testing.T) {
 	synced := &fakeController{
 		synced: true,
@@ -157,28 +278,41 @@ func TestHTTP(t *testing.T) {
 		diff:   []slicer.SliceDiff{{Slice: "ces-a", Namespace: "web", Op: "update", Added: []string{"web-1"}}},
 		resync: func(ns string) (int, error) { return len(ns), nil },
 	}
+	leader := &fakeState{ctrl: synced, readyNote: "leading",
+		rep: replicaStatus{Identity: "op-a_1", Mode: modeElected, Leading: true, Leader: "op-a_1", Lease: "kube-system/ceskit-operator", IdentityGC: true}}
+	follower := &fakeState{readyNote: "follower standing by; leader: op-a_1",
+		rep: replicaStatus{Identity: "op-b_2", Mode: modeElected, Leader: "op-a_1", Lease: "kube-system/ceskit-operator", IdentityGC: true}}
 	tests := []struct {
 		name     string
-		ctrl     *fakeController
+		state    *fakeState
 		method   string
 		path     string
 		wantCode int
 		wantBody string // substring
 	}{
-		{"healthz ok", synced, "GET", "/healthz", 200, "ok\n"},
-		{"healthz not synced", &fakeController{}, "GET", "/healthz", 503, "not synced"},
-		{"healthz degraded", &fakeController{synced: true, status: slicer.Status{Synced: true, Degraded: true, DegradedReason: "15 consecutive failed syncs"}},
-			"GET", "/healthz", 503, "degraded: 15 consecutive failed syncs"},
-		{"status", synced, "GET", "/status", 200, `"slices": 3`},
-		{"diff", synced, "GET", "/diff", 200, `"added": [` + "\n      \"web-1\""},
-		{"resync", synced, "POST", "/resync?namespace=web", 200, `"namespace": "web",` + "\n" + `  "outOfSync": 3`},
-		{"resync all", synced, "POST", "/resync", 200, `"namespace": "",`},
-		{"resync needs POST", synced, "GET", "/resync", 405, ""},
-		{"resync not synced", &fakeController{resync: func(string) (int, error) { return 0, slicer.ErrNotSynced }},
+		{"healthz ok", leader, "GET", "/healthz", 200, "ok\n"},
+		{"healthz follower", follower, "GET", "/healthz", 200, "ok\n"},
+		{"healthz wedged", &fakeState{healthErr: errors.New("informers not synced 3m1s after the writers started")},
+			"GET", "/healthz", 503, "unhealthy: informers not synced"},
+		{"readyz leader", leader, "GET", "/readyz", 200, "ok: leading\n"},
+		{"readyz follower", follower, "GET", "/readyz", 200, "ok: follower standing by; leader: op-a_1\n"},
+		{"readyz single", &fakeState{ctrl: synced}, "GET", "/readyz", 200, "ok\n"},
+		{"readyz not synced", &fakeState{readyErr: errors.New("not synced: caches not filled")}, "GET", "/readyz", 503, "not synced"},
+		{"readyz degraded", &fakeState{readyErr: errors.New("degraded: 15 consecutive failed syncs")}, "GET", "/readyz", 503, "degraded: 15 consecutive failed syncs"},
+		{"status leader", leader, "GET", "/status", 200, `"slices": 3`},
+		{"status leader replica", leader, "GET", "/status", 200, `"leading": true,` + "\n" + `    "leader": "op-a_1"`},
+		{"status follower", follower, "GET", "/status", 200, `"leader": "op-a_1"`},
+		{"diff", leader, "GET", "/diff", 200, `"added": [` + "\n      \"web-1\""},
+		{"diff follower", follower, "GET", "/diff", 503, `no controller runs in this replica (op-b_2, leader "op-a_1")`},
+		{"resync", leader, "POST", "/resync?namespace=web", 200, `"namespace": "web",` + "\n" + `  "outOfSync": 3`},
+		{"resync all", leader, "POST", "/resync", 200, `"namespace": "",`},
+		{"resync needs POST", leader, "GET", "/resync", 405, ""},
+		{"resync follower", follower, "POST", "/resync", 503, "no controller runs in this replica"},
+		{"resync not synced", &fakeState{ctrl: &fakeController{resync: func(string) (int, error) { return 0, slicer.ErrNotSynced }}},
 			"POST", "/resync", 503, "not synced"},
-		{"resync error", &fakeController{resync: func(string) (int, error) { return 0, errors.New("list slices: boom") }},
+		{"resync error", &fakeState{ctrl: &fakeController{resync: func(string) (int, error) { return 0, errors.New("list slices: boom") }}},
 			"POST", "/resync", 500, "boom"},
-		{"metrics", synced, "GET", "/metrics", 200, "cilium_operator_ces_sync_total"},
+		{"metrics", leader, "GET", "/metrics", 200, "cilium_operator_ces_sync_total"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,7 +320,7 @@ func TestHTTP(t *testing.T) {
 			if _, err := observe.NewSlicerMetrics(reg); err != nil {
 				t.Fatal(err)
 			}
-			mux := newMux(tt.ctrl, reg, slog.New(slog.DiscardHandler))
+			mux := newMux(tt.state, reg, slog.New(slog.DiscardHandler))
 			rec := httptest.NewRecorder()
 			mux.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), tt.method, tt.path, nil))
 			if rec.Code != tt.wantCode || !strings.Contains(rec.Body.String(), tt.wantBody) {
@@ -198,5 +332,20 @@ func TestHTTP(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStatusFollowerHasNoControllerFields checks that a follower's /status carries no stale or
+// zero controller figures.
+func TestStatusFollowerHasNoControllerFields(t *testing.T) {
+	s := &fakeState{rep: replicaStatus{Identity: "b", Mode: modeElected, Leader: "a"}}
+	rec := httptest.NewRecorder()
+	newMux(s, prometheus.NewRegistry(), slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", "/status", nil))
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"replica"}, slices.Sorted(maps.Keys(got))); diff != "" {
+		t.Errorf("follower /status keys (-want +got):\n%s", diff)
 	}
 }

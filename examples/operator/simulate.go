@@ -47,7 +47,7 @@ const (
 // to show up in one. Run owns every goroutine it starts.
 type simulator struct {
 	client *slicer.Client
-	ctrl   *slicer.Controller
+	ctrl   controllerView
 	opts   simOptions
 	out    io.Writer
 	log    *slog.Logger
@@ -64,7 +64,13 @@ type simulator struct {
 	start time.Time // set before the reporter starts
 }
 
-func newSimulator(client *slicer.Client, ctrl *slicer.Controller, opts simOptions, out io.Writer, logger *slog.Logger) *simulator {
+// controllerView is what the simulator reads of the controller.
+type controllerView interface {
+	HasSynced() bool
+	Status() slicer.Status
+}
+
+func newSimulator(client *slicer.Client, ctrl controllerView, opts simOptions, out io.Writer, logger *slog.Logger) *simulator {
 	return &simulator{
 		client: client,
 		ctrl:   ctrl,
