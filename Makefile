@@ -16,7 +16,7 @@ test: $(CONTROLPLANE)
 
 ## bench: the slicer, identity, policy and datapath benchmarks (about 11 minutes; datapath needs root).
 bench: $(CONTROLPLANE)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/ ./datapath/monitor/ ./azure/
 
 controlplane: $(CONTROLPLANE)
 
