@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/clock"
 )
 
@@ -134,8 +136,10 @@ type Config struct {
 	// (also for 0); valid 0–20.
 	ConflictRetries int
 
-	// ResyncPeriod is the mean period of the anti-entropy pass that compares every slice with the
-	// cache, repairs drift and compacts sparse namespaces; each period is jittered by ±10 %.
+	// ResyncPeriod is the mean period of the anti-entropy pass that re-lists the slices from the
+	// API server (one LIST; the cache when it fails), repairs drift, including slices deleted by
+	// someone else during a watch outage, and compacts sparse namespaces; each period is jittered
+	// by ±10 %.
 	// Default 5m; valid 1s–24h.
 	ResyncPeriod time.Duration
 
@@ -162,6 +166,16 @@ type Config struct {
 
 	// HeartbeatInterval is how often the lease is renewed. Default 5s; valid 1s–5m.
 	HeartbeatInterval time.Duration
+
+	// WriterIdentity names this controller in the heartbeat Lease's holderIdentity. The Lease
+	// doubles as a single-writer guard: a controller writes slices only while it holds the
+	// Lease, and stands by (computing, writing nothing, like Shadow) while another identity
+	// holds it and has renewed it within 3 × HeartbeatInterval without marking it stopped. So
+	// two controllers started without leader election never fight over the slices; the stand-by
+	// takes over when the holder stops (at once) or dies (after 3 × HeartbeatInterval), and
+	// re-lists the slices first. Default: hostname, process ID and a random suffix. The guard is
+	// off when HeartbeatLease is "-".
+	WriterIdentity string
 
 	// Logger receives the controller's logs. Default: discard.
 	Logger *slog.Logger
@@ -322,6 +336,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 5 * time.Second
+	}
+	if c.WriterIdentity == "" {
+		host, _ := os.Hostname()
+		c.WriterIdentity = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), utilrand.String(5))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -73,7 +73,11 @@ type Controller struct {
 	prioNS      map[string]bool
 	resyncToken map[string]string // namespace → last seen ResyncAnnotation value
 	resyncWant  map[string]bool   // namespaces waiting for a manual resync
-	pending     map[string]bool   // endpoints without an identity yet
+	// writing: this controller holds the single-writer guard (the heartbeat Lease); otherWriter
+	// is the identity holding it while this one stands by.
+	writing     bool
+	otherWriter string
+	pending     map[string]bool // endpoints without an identity yet
 	invalid     map[string]*EndpointError
 	diffs       map[string]SliceDiff
 	deletedUIDs map[types.UID]time.Time // slices this controller deleted, to ignore their late events
@@ -113,6 +117,7 @@ func New(client *Client, cfg Config) (*Controller, error) {
 		prioNS:       map[string]bool{},
 		resyncToken:  map[string]string{},
 		resyncWant:   map[string]bool{},
+		writing:      cfg.HeartbeatLease == "-",
 		pending:      map[string]bool{},
 		invalid:      map[string]*EndpointError{},
 		diffs:        map[string]SliceDiff{},
@@ -480,6 +485,17 @@ func (c *Controller) onSlice(name string, obj any, deleted bool) {
 	}
 }
 
+// requestFullResync asks the resync loop for a re-list of every namespace.
+func (c *Controller) requestFullResync() {
+	c.mu.Lock()
+	c.resyncWant[""] = true
+	c.mu.Unlock()
+	select {
+	case c.resyncSignal <- struct{}{}:
+	default:
+	}
+}
+
 func (c *Controller) echo() {
 	c.counts.echoes++
 	c.metrics.EchoSuppressed()
@@ -622,7 +638,9 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 		c.mu.Unlock()
 		return nil
 	}
-	if c.cfg.Shadow {
+	if c.cfg.Shadow || !c.writing {
+		// Shadow mode, or standing by while another controller holds the writer guard: record
+		// the difference; taking the guard re-lists and queues what differs then.
 		c.diffs[name] = diffSlices(c.m.desired(s), s.observed)
 		c.metrics.Sync("success", "")
 		c.mu.Unlock()
@@ -805,7 +823,7 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			c.periodicResync()
+			c.antiEntropy(ctx)
 			t.Reset(next())
 		case <-c.resyncSignal:
 			c.mu.Lock()
@@ -828,8 +846,33 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 	}
 }
 
+// antiEntropy is the periodic pass: it re-lists the slices from the API server (as [Resync]
+// does), so that a slice the informer never saw, because it was written and then deleted by
+// someone else while the slice watch was down, is noticed and rewritten; the informer's re-list
+// after a watch gap cannot report a deletion of an object it never held. When the list fails it
+// falls back to comparing with the cache.
+func (c *Controller) antiEntropy(ctx context.Context) {
+	c.mu.Lock()
+	now := c.cfg.Clock.Now()
+	for uid, at := range c.deletedUIDs {
+		if now.Sub(at) > 10*time.Minute {
+			delete(c.deletedUIDs, uid)
+		}
+	}
+	c.mu.Unlock()
+	n, err := c.Resync(ctx, "")
+	if err != nil {
+		c.log.Warn("anti-entropy re-list failed; comparing with the cache", "error", err)
+		c.periodicResync()
+		return
+	}
+	if n > 0 {
+		c.log.Info("anti-entropy pass repaired slices", "slices", n)
+	}
+}
+
 // periodicResync re-evaluates pending endpoints, compacts sparse groups and queues every slice
-// whose newest known content differs from the model.
+// whose newest known content differs from the model, comparing with the cache only.
 func (c *Controller) periodicResync() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -68,29 +68,71 @@ func (c *Controller) heartbeat(ctx context.Context) {
 	}
 }
 
+// renew writes the heartbeat Lease, and keeps the single-writer guard: it takes the Lease when
+// nobody holds it, the holder marked it stopped, or the holder's renewal expired
+// (LeaseDurationSeconds); it stands by, writing nothing, while another live identity holds it.
 func (c *Controller) renew(ctx context.Context, ns, name, state, reason string) error {
 	api := c.client.Kube.CoordinationV1().Leases(ns)
-	now := metav1.NewMicroTime(c.cfg.Clock.Now())
+	nowT := c.cfg.Clock.Now()
+	now := metav1.NewMicroTime(nowT)
 	seconds := int32(c.cfg.HeartbeatInterval.Seconds() * 3)
+	me := c.cfg.WriterIdentity
 	lease, err := api.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
 		lease.Annotations = map[string]string{StateAnnotation: state, ReasonAnnotation: reason}
-		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: ptrTo("ceskit-slicer"), LeaseDurationSeconds: &seconds, RenewTime: &now}
+		lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &me, LeaseDurationSeconds: &seconds, RenewTime: &now}
 		_, err = api.Create(ctx, lease, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil // another controller created it first; the next renewal looks at it
+		}
+		c.setWriting(err == nil, "")
 		return err
 	}
 	if err != nil {
 		return err
+	}
+	if holder := lease.Spec.HolderIdentity; holder != nil && *holder != me && *holder != "" &&
+		lease.Annotations[StateAnnotation] != StateStopped && lease.Spec.RenewTime != nil &&
+		lease.Spec.LeaseDurationSeconds != nil &&
+		nowT.Before(lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds)*time.Second)) {
+		c.setWriting(false, *holder)
+		return nil
+	}
+	if state == StateStopped && (lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != me) {
+		return nil // never held it: nothing to hand over
 	}
 	lease = lease.DeepCopy()
 	if lease.Annotations == nil {
 		lease.Annotations = map[string]string{}
 	}
 	lease.Annotations[StateAnnotation], lease.Annotations[ReasonAnnotation] = state, reason
+	lease.Spec.HolderIdentity = &me
 	lease.Spec.RenewTime, lease.Spec.LeaseDurationSeconds = &now, &seconds
 	_, err = api.Update(ctx, lease, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return nil // someone else renewed it meanwhile; the next renewal looks again
+	}
+	if err == nil && state != StateStopped {
+		c.setWriting(true, "")
+	}
 	return err
+}
+
+// setWriting records whether this controller holds the writer guard. Taking it over from
+// another writer re-lists the slices (that writer changed them) before anything is written.
+func (c *Controller) setWriting(writing bool, holder string) {
+	c.mu.Lock()
+	was := c.writing
+	c.writing, c.otherWriter = writing, holder
+	c.mu.Unlock()
+	switch {
+	case writing && !was:
+		c.log.Info("holding the slice writer guard", "lease", c.cfg.HeartbeatLease, "identity", c.cfg.WriterIdentity)
+		c.requestFullResync()
+	case !writing && was:
+		c.log.Warn("another controller writes the slices; standing by", "lease", c.cfg.HeartbeatLease, "holder", holder)
+	}
 }
 
 func ptrTo[T any](v T) *T { return &v }

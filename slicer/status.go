@@ -16,6 +16,10 @@ type Status struct {
 	Synced bool `json:"synced"`
 	// Shadow is true when the controller writes nothing.
 	Shadow bool `json:"shadow"`
+	// StandingBy names the controller that holds the single-writer guard (the heartbeat Lease)
+	// while this one computes and writes nothing (see [Config].WriterIdentity); empty when this
+	// controller writes, or has not renewed the Lease yet.
+	StandingBy string `json:"standingBy,omitempty"`
 	// Degraded is true after [Config.ErrorThreshold] consecutive failed syncs; DegradedReason
 	// says which.
 	Degraded       bool   `json:"degraded"`
@@ -71,6 +75,7 @@ func (c *Controller) Status() Status {
 	st := Status{
 		Synced:           c.synced,
 		Shadow:           c.cfg.Shadow,
+		StandingBy:       c.otherWriter,
 		Degraded:         c.degraded,
 		DegradedReason:   c.degradedWhy,
 		LastErrorTime:    c.lastErrAt,

@@ -44,6 +44,10 @@ type ControlPlane struct {
 	env *envtest.Environment
 	// Config reaches the API server as a cluster administrator.
 	Config *rest.Config
+	// certDir holds the API server's serving and client-CA certificates. It is ours, not
+	// envtest's, so that it survives RestartAPIServer (envtest deletes a directory it created
+	// when the API server stops) and existing rest.Configs keep working; Stop removes it.
+	certDir string
 }
 
 // Options tune the control plane.
@@ -72,7 +76,12 @@ func Start(opts Options) (*ControlPlane, error) {
 		ControlPlaneStopTimeout:  30 * time.Second,
 		AttachControlPlaneOutput: opts.Output,
 	}
+	certDir, err := os.MkdirTemp("", "ceskit-apiserver-")
+	if err != nil {
+		return nil, fmt.Errorf("start control plane: %w", err)
+	}
 	api := env.ControlPlane.GetAPIServer()
+	api.CertDir = certDir
 	// Benchmarks and the lab create tens of thousands of objects quickly.
 	api.Configure().Set("max-requests-inflight", "2000").Set("max-mutating-requests-inflight", "1000")
 	for k, v := range opts.APIServerArgs {
@@ -81,14 +90,37 @@ func Start(opts Options) (*ControlPlane, error) {
 	cfg, err := env.Start()
 	if err != nil {
 		_ = env.Stop()
+		_ = os.RemoveAll(certDir)
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}
 	cfg.QPS, cfg.Burst = -1, 0
-	return &ControlPlane{env: env, Config: cfg}, nil
+	return &ControlPlane{env: env, Config: cfg, certDir: certDir}, nil
 }
 
 // Stop stops the API server and etcd and removes their data.
-func (c *ControlPlane) Stop() error { return c.env.Stop() }
+func (c *ControlPlane) Stop() error {
+	err := c.env.Stop()
+	if c.certDir != "" {
+		_ = os.RemoveAll(c.certDir)
+	}
+	return err
+}
+
+// RestartAPIServer stops the kube-apiserver process (SIGTERM, as a rolling update of the control
+// plane does) and starts it again on the same etcd, port, serving certificate and client CA, so
+// the data and every existing rest.Config survive. It returns once the new process is healthy.
+// Clients see their connections drop and requests fail while it is down. It must not run
+// concurrently with Stop or another RestartAPIServer.
+func (c *ControlPlane) RestartAPIServer() error {
+	api := c.env.ControlPlane.GetAPIServer()
+	if err := api.Stop(); err != nil {
+		return fmt.Errorf("restart api server: stop: %w", err)
+	}
+	if err := api.Start(); err != nil {
+		return fmt.Errorf("restart api server: start: %w", err)
+	}
+	return nil
+}
 
 // New starts a control plane for a test or benchmark and stops it when the test ends. When the
 // binaries are missing it skips with the reason, or fails when the CI environment variable is set.
