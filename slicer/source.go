@@ -123,13 +123,13 @@ func validateNetworking(key, path string, n *ciliumv2.EndpointNetworking) error 
 			}
 		}
 		if p.IPV6 != "" {
-			if a, err := netip.ParseAddr(p.IPV6); err != nil || !a.Is6() || a.Is4In6() {
+			if a, err := netip.ParseAddr(p.IPV6); err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
 				return &EndpointError{Endpoint: key, Field: fmt.Sprintf("%s.addressing[%d].ipv6", path, i), Value: p.IPV6, Reason: "not an IPv6 address"}
 			}
 		}
 	}
 	if n.NodeIP != "" {
-		if _, err := netip.ParseAddr(n.NodeIP); err != nil {
+		if a, err := netip.ParseAddr(n.NodeIP); err != nil || a.Zone() != "" {
 			return &EndpointError{Endpoint: key, Field: path + ".node", Value: n.NodeIP, Reason: "not an IP address"}
 		}
 	}

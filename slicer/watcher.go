@@ -37,7 +37,8 @@ type Endpoint struct {
 // Key returns "namespace/name".
 func (e *Endpoint) Key() string { return e.Namespace + "/" + e.Name }
 
-// IPs returns the endpoint's valid addresses.
+// IPs returns the endpoint's valid addresses. An address with a zone ("fe80::1%eth0") is no pod
+// address (no packet carries one) and is left out.
 func (e *Endpoint) IPs() []netip.Addr {
 	if e.Networking == nil {
 		return nil
@@ -48,7 +49,7 @@ func (e *Endpoint) IPs() []netip.Addr {
 			continue
 		}
 		for _, s := range []string{p.IPV4, p.IPV6} {
-			if a, err := netip.ParseAddr(s); err == nil {
+			if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
 				out = append(out, a)
 			}
 		}

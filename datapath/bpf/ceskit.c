@@ -286,10 +286,23 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 	return 1;
 }
 
+/* is_v4_mapped reports an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+static __always_inline int is_v4_mapped(const __u8 *a)
+{
+	__u64 hi;
+	__u32 mid;
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&mid, a + 8, 4);
+	return hi == 0 && mid == bpf_htonl(0x0000ffff);
+}
+
+/* lookup_identity is the remote identity of a 16-byte address. An IPv4-mapped address in an IPv6
+ * packet is looked up as its IPv4 address: IPv4 prefixes are stored mapped, so the prefix map
+ * already matches it, and the exact map must agree. */
 static __always_inline __u32 lookup_identity(const __u8 *addr, int ipv6)
 {
 	struct ipcache_val *v;
-	if (!ipv6) {
+	if (!ipv6 || is_v4_mapped(addr)) {
 		__u32 a4;
 		__builtin_memcpy(&a4, addr + 12, 4);
 		v = bpf_map_lookup_elem(&ceskit_ipcache4, &a4);
