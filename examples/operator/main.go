@@ -14,9 +14,8 @@
 // any other replica can take the Lease over (see election.go for the argument).
 //
 // It reaches a cluster through --kubeconfig, $KUBECONFIG, the in-cluster service account or
-// ~/.kube/config, in that order, or starts a throw-away kube-apiserver and etcd with --embedded
-// and simulates pods churning there (--simulate-pods, --churn, --duration), measuring how long
-// each endpoint change takes to reach a slice.
+// ~/.kube/config, in that order. The lab that ran here with --embedded (a throw-away control
+// plane, simulated churn, propagation measurements) is examples/lab now: `make lab`.
 //
 // Every [slicer.Config] field has a flag, except Logger, Metrics, Clock and IdentityFunc; the
 // endpoint source is "ciliumendpoints" only, since "pods" needs an identity function this example
@@ -34,7 +33,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -50,7 +48,6 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ceskit/ceskit/identity"
-	"github.com/ceskit/ceskit/internal/testenv"
 	"github.com/ceskit/ceskit/slicer"
 )
 
@@ -89,9 +86,8 @@ type options struct {
 	gcEnabled bool
 	gc        identity.GCConfig // Logger, Metrics, Clock, InUse and IgnoreEndpoints are not flags
 
-	embedded bool
+	embedded bool // the lab moved to examples/lab: refused with a pointer there
 	duration time.Duration
-	sim      simOptions
 }
 
 // parseFlags parses args into options and the slicer configuration they describe.
@@ -137,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 
 	// Leader election.
 	e := &o.election
-	fs.BoolVar(&o.leaderElect, "leader-elect", true, "run the writers only while holding the election Lease, so that several replicas never write at once (off unless set with --embedded or --shadow)")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "run the writers only while holding the election Lease, so that several replicas never write at once (off unless set with --shadow)")
 	fs.StringVar(&e.Namespace, "leader-elect-namespace", defaultElectionNamespace, "namespace of the election Lease")
 	fs.StringVar(&e.Name, "leader-elect-name", defaultElectionName, "name of the election Lease")
 	fs.DurationVar(&e.LeaseDuration, "leader-elect-lease-duration", defaultLeaseDuration, "how long followers wait after the last renewal they saw before taking over; whole seconds")
@@ -147,7 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 
 	// Identity garbage collection (identity.GCConfig).
 	g := &o.gc
-	fs.BoolVar(&o.gcEnabled, "identity-gc", true, "run the CiliumIdentity garbage collector with the writers (off unless set with --embedded or --shadow)")
+	fs.BoolVar(&o.gcEnabled, "identity-gc", true, "run the CiliumIdentity garbage collector with the writers (off unless set with --shadow)")
 	fs.StringVar(&g.Namespace, "identity-gc-namespace", "", "namespace of the allocators' claim and holder Leases (empty: kube-system)")
 	fs.DurationVar(&g.Interval, "identity-gc-interval", 0, "time between collection passes (0: 5s)")
 	fs.DurationVar(&g.MinAge, "identity-gc-min-age", 0, "identities younger than this are never marked (0: 5s)")
@@ -156,13 +152,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&g.WriteQPS, "identity-gc-write-qps", 0, "collector writes (marks, unmarks, deletions) per second (0: 250)")
 	fs.IntVar(&g.Workers, "identity-gc-workers", 0, "collector writes in flight (0: 16)")
 
-	// Lab.
-	fs.BoolVar(&o.embedded, "embedded", false, "start a throw-away kube-apiserver and etcd (from bin/ or $"+testenv.BinDirEnv+") instead of using a cluster")
-	fs.IntVar(&o.sim.Pods, "simulate-pods", 0, "CiliumEndpoints to create and churn; needs --embedded (default with --embedded: 2000)")
-	fs.IntVar(&o.sim.Namespaces, "simulate-namespaces", 20, "namespaces the simulated endpoints spread over")
-	fs.IntVar(&o.sim.Nodes, "simulate-nodes", 50, "Node objects to create (they select the --ces-rate-limits step)")
-	fs.Float64Var(&o.sim.Churn, "churn", 50, "simulated endpoint changes per second after the initial creation (0: none)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
+	fs.BoolVar(&o.embedded, "embedded", false, "removed: the lab (embedded control plane, simulated churn) is examples/lab; run make lab")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -198,14 +189,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, flagError(err)
 	}
 
-	if o.embedded && o.kubeconfig != "" {
-		return nil, errors.New("flags --embedded and --kubeconfig are mutually exclusive")
+	if o.embedded {
+		return nil, errors.New("flag --embedded: the lab moved to examples/lab: run `make lab` or `go run ./examples/lab` (see examples/lab/README.md)")
 	}
-	if o.embedded && !set["simulate-pods"] {
-		o.sim.Pods = 2000
-	}
-	// The lab runs one replica; shadow mode writes nothing, so it needs neither a leader nor
-	// the collector (which writes).
+	// Shadow mode writes nothing, so it needs neither a leader nor the collector (which writes).
 	for _, f := range []struct {
 		name string
 		v    *bool
@@ -213,9 +200,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		switch {
 		case c.Shadow && set[f.name] && *f.v:
 			return nil, fmt.Errorf("flag --%s with --shadow: shadow mode writes nothing, so it needs no leader and runs no identity GC", f.name)
-		case o.embedded && f.name == "leader-elect" && set[f.name] && *f.v:
-			return nil, errors.New("flag --leader-elect with --embedded: the lab runs one replica")
-		case !set[f.name] && (c.Shadow || o.embedded):
+		case !set[f.name] && c.Shadow:
 			*f.v = false
 		}
 	}
@@ -230,18 +215,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.syncTimeout <= 0 {
 		return nil, fmt.Errorf("flag --cache-sync-timeout=%s: must be positive", o.syncTimeout)
 	}
-	switch {
-	case o.sim.Pods < 0:
-		return nil, fmt.Errorf("flag --simulate-pods=%d: must not be negative", o.sim.Pods)
-	case o.sim.Pods > 0 && !o.embedded:
-		return nil, fmt.Errorf("flag --simulate-pods=%d: the simulator creates fake Nodes and CiliumEndpoints; it runs only with --embedded", o.sim.Pods)
-	case o.sim.Namespaces < 1:
-		return nil, fmt.Errorf("flag --simulate-namespaces=%d: must be at least 1", o.sim.Namespaces)
-	case o.sim.Nodes < 0:
-		return nil, fmt.Errorf("flag --simulate-nodes=%d: must not be negative", o.sim.Nodes)
-	case o.sim.Churn < 0:
-		return nil, fmt.Errorf("flag --churn=%g: must not be negative", o.sim.Churn)
-	case o.duration < 0:
+	if o.duration < 0 {
 		return nil, fmt.Errorf("flag --duration=%s: must not be negative", o.duration)
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
@@ -342,11 +316,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger := newLogger(o, stderr)
 
-	restCfg, stopControlPlane, err := connect(ctx, o, logger)
+	restCfg, err := connect(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer stopControlPlane()
 	op, err := newOperator(restCfg, o, logger)
 	if err != nil {
 		return err
@@ -391,10 +364,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	})
 	wg.Go(func() { fail(op.Run(ctx)) })
-	if o.sim.Pods > 0 {
-		sim := newSimulator(op.client, op, o.sim, stdout, logger)
-		wg.Go(func() { fail(sim.Run(ctx)) })
-	}
 	wg.Wait()
 
 	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
@@ -404,58 +373,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// connect returns the REST config of the cluster: an embedded control plane's (stopped by the
-// returned func) or the one from loadRESTConfig, with the CRDs installed when asked.
-func connect(ctx context.Context, o *options, logger *slog.Logger) (*rest.Config, func(), error) {
-	if !o.embedded {
-		cfg, err := loadRESTConfig(o.kubeconfig)
-		if err != nil {
-			return nil, nil, err
+// connect returns the REST config of the cluster from loadRESTConfig, with the CRDs installed
+// when asked.
+func connect(ctx context.Context, o *options) (*rest.Config, error) {
+	cfg, err := loadRESTConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if o.installCRDs {
+		if err := slicer.InstallCRDs(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("install CRDs: %w", err)
 		}
-		if o.installCRDs {
-			if err := slicer.InstallCRDs(ctx, cfg); err != nil {
-				return nil, nil, fmt.Errorf("install CRDs: %w", err)
-			}
-			if o.gcEnabled {
-				if err := identity.InstallCRDs(ctx, cfg); err != nil {
-					return nil, nil, fmt.Errorf("install CRDs: %w", err)
-				}
+		if o.gcEnabled {
+			if err := identity.InstallCRDs(ctx, cfg); err != nil {
+				return nil, fmt.Errorf("install CRDs: %w", err)
 			}
 		}
-		return cfg, func() {}, nil
 	}
-	crds, err := slicer.CRDs()
-	if err != nil {
-		return nil, nil, err
-	}
-	if o.gcEnabled {
-		idCRDs, err := identity.CRDs()
-		if err != nil {
-			return nil, nil, err
-		}
-		crds = append(crds, idCRDs...)
-	}
-	logger.Info("starting embedded control plane", "bin", testenv.BinDir())
-	cp, err := testenv.Start(testenv.Options{CRDs: crds})
-	if err != nil {
-		return nil, nil, err
-	}
-	logger.Info("embedded control plane ready", "host", cp.Config.Host)
-	kubeconfig := filepath.Join(os.TempDir(), "ceskit-lab.kubeconfig")
-	if kc, err := testenv.Kubeconfig(cp.Config); err == nil && os.WriteFile(kubeconfig, kc, 0o600) == nil {
-		logger.Info("kubectl can reach the lab while it runs", "try", "bin/kubectl --kubeconfig "+kubeconfig+" get ces")
-	} else {
-		kubeconfig = ""
-	}
-	stop := func() {
-		if kubeconfig != "" {
-			_ = os.Remove(kubeconfig)
-		}
-		if err := cp.Stop(); err != nil {
-			logger.Warn("stop embedded control plane", "error", err)
-		}
-	}
-	return cp.Config, stop, nil
+	return cfg, nil
 }
 
 // loadRESTConfig reaches the cluster through path, else $KUBECONFIG, else the in-cluster service
@@ -474,7 +409,7 @@ func loadRESTConfig(path string) (*rest.Config, error) {
 	rules.ExplicitPath = path
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if clientcmd.IsEmptyConfig(err) {
-		return nil, errors.New("load kubeconfig: none found: pass --kubeconfig, set $KUBECONFIG, run in a cluster, or use --embedded")
+		return nil, errors.New("load kubeconfig: none found: pass --kubeconfig, set $KUBECONFIG, or run in a cluster")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
@@ -504,4 +439,14 @@ func checkCRDs(client *slicer.Client, gc bool) error {
 		}
 	}
 	return nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -42,8 +42,8 @@ func TestParseFlags(t *testing.T) {
 			if diff := cmp.Diff(want, o.cfg); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
-			if o.listen != "127.0.0.1:9963" || o.sim.Pods != 0 {
-				t.Errorf("listen=%q simulate-pods=%d, want 127.0.0.1:9963 and 0", o.listen, o.sim.Pods)
+			if o.listen != "127.0.0.1:9963" {
+				t.Errorf("listen=%q, want 127.0.0.1:9963", o.listen)
 			}
 			wantElection := electionConfig{Namespace: "kube-system", Name: "ceskit-operator",
 				LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
@@ -116,25 +116,9 @@ func TestParseFlags(t *testing.T) {
 			}
 		},
 	}, {
-		name: "embedded defaults",
-		args: []string{"--embedded"},
-		check: func(t *testing.T, o *options) {
-			want := simOptions{Pods: 2000, Namespaces: 20, Nodes: 50, Churn: 50}
-			if diff := cmp.Diff(want, o.sim); diff != "" {
-				t.Errorf("simulation (-want +got):\n%s", diff)
-			}
-			if o.leaderElect || o.gcEnabled {
-				t.Errorf("leader-elect=%t identity-gc=%t with --embedded, want both false", o.leaderElect, o.gcEnabled)
-			}
-		},
-	}, {
-		name: "embedded without simulation",
-		args: []string{"--embedded", "--simulate-pods=0"},
-		check: func(t *testing.T, o *options) {
-			if o.sim.Pods != 0 {
-				t.Errorf("simulate-pods = %d, want 0", o.sim.Pods)
-			}
-		},
+		name:    "embedded lab moved",
+		args:    []string{"--embedded"},
+		wantErr: "flag --embedded: the lab moved to examples/lab",
 	}, {
 		name:    "pods source",
 		args:    []string{"--source=pods"},
@@ -156,14 +140,6 @@ func TestParseFlags(t *testing.T) {
 		args:    []string{"--workers=65"},
 		wantErr: "flag --workers: invalid slicer config: Workers=65",
 	}, {
-		name:    "simulation needs embedded",
-		args:    []string{"--simulate-pods=10"},
-		wantErr: "runs only with --embedded",
-	}, {
-		name:    "embedded and kubeconfig",
-		args:    []string{"--embedded", "--kubeconfig=/dev/null"},
-		wantErr: "mutually exclusive",
-	}, {
 		name:    "heartbeat lease",
 		args:    []string{"--heartbeat-lease=nonamespace"},
 		wantErr: "flag --heartbeat-lease: invalid slicer config: HeartbeatLease=nonamespace",
@@ -175,10 +151,6 @@ func TestParseFlags(t *testing.T) {
 		name:    "shadow with identity gc",
 		args:    []string{"--shadow", "--identity-gc=true"},
 		wantErr: "flag --identity-gc with --shadow",
-	}, {
-		name:    "embedded with leader election",
-		args:    []string{"--embedded", "--leader-elect"},
-		wantErr: "the lab runs one replica",
 	}, {
 		name:    "renew deadline not below lease duration",
 		args:    []string{"--leader-elect-lease-duration=10s", "--leader-elect-renew-deadline=10s"},
