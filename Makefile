@@ -2,13 +2,18 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 CONTROLPLANE := $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl
-LAB_FLAGS ?= --embedded --simulate-pods 5000 --simulate-nodes 500 --simulate-namespaces 50 --churn 50 --duration 60s
+LAB_FLAGS ?=
 
-.PHONY: lab test bench controlplane generate verify-generate fmt vet clean
+.PHONY: lab test bench scale fuzz controlplane generate verify-generate fmt vet clean
 
-## lab: the slicer operator on an embedded kube-apiserver + etcd, with simulated pods and churn.
+## lab: examples/lab on an embedded kube-apiserver + etcd: 200 nodes and 2,000 pods churning for a
+## minute, slices, identities, policies, node watchers and an agent (eBPF datapath when root);
+## status page on http://127.0.0.1:9970/. Flags: LAB_FLAGS="--pods 5000 --nodes 500", see
+## examples/lab/README.md. The control plane is built from source first when bin/ lacks it.
 lab: $(CONTROLPLANE)
-	$(GO) run ./examples/operator $(LAB_FLAGS)
+	@echo "lab: building examples/lab into bin/lab"
+	$(GO) build -o $(BIN)/lab ./examples/lab
+	$(BIN)/lab $(LAB_FLAGS)
 
 ## test: every test with the race detector; builds the control plane first when missing.
 test: $(CONTROLPLANE)
@@ -17,6 +22,15 @@ test: $(CONTROLPLANE)
 ## bench: the slicer, identity, policy and datapath benchmarks (about 11 minutes; datapath needs root).
 bench: $(CONTROLPLANE)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/ ./datapath/monitor/ ./azure/
+
+## scale: the 100,000-endpoint / 5,000-node scale benchmark (slicer/README.md, "Scale"; ~15 min).
+scale: $(CONTROLPLANE)
+	CESKIT_SCALE=1 $(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 60m ./slicer/
+
+## fuzz: every fuzz target for FUZZTIME seconds each (default 20; FuzzPacket needs root).
+FUZZTIME ?= 20
+fuzz:
+	./hack/fuzz.sh $(FUZZTIME)
 
 controlplane: $(CONTROLPLANE)
 
