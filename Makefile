@@ -21,7 +21,7 @@ test: $(CONTROLPLANE)
 
 ## bench: the slicer, identity, policy and datapath benchmarks (about 11 minutes; datapath needs root).
 bench: $(CONTROLPLANE)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/ ./datapath/monitor/ ./azure/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/ ./datapath/monitor/ ./azure/ ./observe/azmonitor/
 
 ## scale: the 100,000-endpoint / 5,000-node scale benchmark (slicer/README.md, "Scale"; ~15 min).
 scale: $(CONTROLPLANE)
