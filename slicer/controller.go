@@ -77,6 +77,7 @@ type Controller struct {
 	// is the identity holding it while this one stands by.
 	writing     bool
 	otherWriter string
+	renewedAt   time.Time       // last successful renewal of the writer guard
 	pending     map[string]bool // endpoints without an identity yet
 	invalid     map[string]*EndpointError
 	diffs       map[string]SliceDiff
@@ -638,7 +639,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 		c.mu.Unlock()
 		return nil
 	}
-	if c.cfg.Shadow || !c.writing {
+	if c.cfg.Shadow || !c.mayWrite() {
 		// Shadow mode, or standing by while another controller holds the writer guard: record
 		// the difference; taking the guard re-lists and queues what differs then.
 		c.diffs[name] = diffSlices(c.m.desired(s), s.observed)

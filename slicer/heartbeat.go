@@ -86,7 +86,9 @@ func (c *Controller) renew(ctx context.Context, ns, name, state, reason string) 
 		if apierrors.IsAlreadyExists(err) {
 			return nil // another controller created it first; the next renewal looks at it
 		}
-		c.setWriting(err == nil, "")
+		if err == nil {
+			c.renewed(nowT)
+		}
 		return err
 	}
 	if err != nil {
@@ -114,9 +116,33 @@ func (c *Controller) renew(ctx context.Context, ns, name, state, reason string) 
 		return nil // someone else renewed it meanwhile; the next renewal looks again
 	}
 	if err == nil && state != StateStopped {
-		c.setWriting(true, "")
+		c.renewed(nowT)
 	}
 	return err
+}
+
+// renewed records a successful renewal as the holder, taken at now.
+func (c *Controller) renewed(now time.Time) {
+	c.mu.Lock()
+	could := c.mayWrite()
+	c.renewedAt = now
+	c.mu.Unlock()
+	c.setWriting(true, "")
+	if !could {
+		// Writes were held back while the guard was stale: write what differs now.
+		c.requestFullResync()
+	}
+}
+
+// mayWrite reports whether this controller may write slices now: it holds the writer guard and
+// renewed it within 2 × HeartbeatInterval, a third of the Lease's duration before another
+// controller may take it over, so a holder cut off from the API server stops writing before
+// the stand-by starts. c.mu is held.
+func (c *Controller) mayWrite() bool {
+	if c.cfg.HeartbeatLease == "-" {
+		return true
+	}
+	return c.writing && c.cfg.Clock.Since(c.renewedAt) < 2*c.cfg.HeartbeatInterval
 }
 
 // setWriting records whether this controller holds the writer guard. Taking it over from
