@@ -1,18 +1,14 @@
 package identity_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/ceskit/ceskit/identity"
-	"github.com/ceskit/ceskit/internal/crdinstall"
 	"github.com/ceskit/ceskit/internal/testenv"
 )
 
@@ -25,38 +21,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
 	crds, err := allCRDs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		os.Exit(1)
 	}
-	cp, err := testenv.Start(testenv.Options{CRDs: crds})
-	switch {
-	case errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "":
-		noAPI = err
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "integration tests need a control plane:", err)
-		return 1
-	default:
-		apiConfig = cp.Config
-	}
-	code := m.Run()
-	if cp != nil {
-		if err := cp.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop control plane:", err)
-		}
-	}
-	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run.func1")); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
+	os.Exit(testenv.RunShared(m, testenv.Options{CRDs: crds}, func(cfg *rest.Config, missing error) {
+		apiConfig, noAPI = cfg, missing
+	}))
 }
 
 func allCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
@@ -64,23 +36,8 @@ func allCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := filepath.Glob("../slicer/crds/*.yaml")
-	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("find the slicer's CRD manifests: %v", err)
-	}
-	var docs [][]byte
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		docs = append(docs, b)
-	}
-	more, err := crdinstall.Decode(docs...)
-	if err != nil {
-		return nil, err
-	}
-	return append(crds, more...), nil
+	more, err := testenv.ReadCRDs("../slicer/crds/*.yaml")
+	return append(crds, more...), err
 }
 
 // api returns the shared control plane's config, or skips the test when there is none.

@@ -1,12 +1,11 @@
 package slicer_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/ceskit/ceskit/internal/testenv"
@@ -20,38 +19,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	crds, err := slicer.CRDs()
+	crds, err := allCRDs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		os.Exit(1)
 	}
-	cp, err := testenv.Start(testenv.Options{CRDs: crds})
-	switch {
-	case errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "":
-		noAPI = err
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "integration tests need a control plane:", err)
-		return 1
-	default:
-		apiConfig = cp.Config
-	}
-	code := m.Run()
-	if cp != nil {
-		if err := cp.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop control plane:", err)
-		}
-	}
-	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run.func1")); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
+	os.Exit(testenv.RunShared(m, testenv.Options{CRDs: crds}, func(cfg *rest.Config, missing error) {
+		apiConfig, noAPI = cfg, missing
+	}))
 }
 
 // api returns the shared control plane's config, or skips the test when there is none.
@@ -62,3 +37,5 @@ func api(tb testing.TB) *rest.Config {
 	}
 	return rest.CopyConfig(apiConfig)
 }
+
+func allCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) { return slicer.CRDs() }

@@ -35,11 +35,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/ceskit/ceskit/datapath"
 	"github.com/ceskit/ceskit/examples/agent/agent"
+	"github.com/ceskit/ceskit/internal/kubeconfig"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/policy"
 	"github.com/ceskit/ceskit/slicer"
@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started c
 	logger := levels.Logger("agent", base)
 	klog.SetSlogLogger(slog.New(levels.Handler("client-go", base)))
 
-	restCfg, err := loadRESTConfig(o.kubeconfig)
+	restCfg, err := kubeconfig.Load(o.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -287,30 +287,6 @@ func loadDatapath(o *options, logger *slog.Logger, reg prometheus.Registerer) (*
 		return nil, "", fmt.Errorf("load datapath: %w", err)
 	}
 	return &loadedDatapath{d: d, metrics: m}, "", nil
-}
-
-// loadRESTConfig reaches the cluster through path, else $KUBECONFIG, else the in-cluster service
-// account, else ~/.kube/config.
-func loadRESTConfig(path string) (*rest.Config, error) {
-	if path == "" && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
-		cfg, err := rest.InClusterConfig()
-		if err == nil {
-			return cfg, nil
-		}
-		if !errors.Is(err, rest.ErrNotInCluster) {
-			return nil, fmt.Errorf("load in-cluster config: %w", err)
-		}
-	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = path
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if clientcmd.IsEmptyConfig(err) {
-		return nil, errors.New("load kubeconfig: none found: pass --kubeconfig, set $KUBECONFIG or run in a cluster")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig: %w", err)
-	}
-	return cfg, nil
 }
 
 // newMux serves the HTTP API described in the package comment.

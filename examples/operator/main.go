@@ -43,11 +43,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ceskit/ceskit/identity"
+	"github.com/ceskit/ceskit/internal/kubeconfig"
 	"github.com/ceskit/ceskit/slicer"
 )
 
@@ -376,7 +376,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // connect returns the REST config of the cluster from loadRESTConfig, with the CRDs installed
 // when asked.
 func connect(ctx context.Context, o *options) (*rest.Config, error) {
-	cfg, err := loadRESTConfig(o.kubeconfig)
+	cfg, err := kubeconfig.Load(o.kubeconfig)
 	if err != nil {
 		return nil, err
 	}
@@ -389,30 +389,6 @@ func connect(ctx context.Context, o *options) (*rest.Config, error) {
 				return nil, fmt.Errorf("install CRDs: %w", err)
 			}
 		}
-	}
-	return cfg, nil
-}
-
-// loadRESTConfig reaches the cluster through path, else $KUBECONFIG, else the in-cluster service
-// account, else ~/.kube/config.
-func loadRESTConfig(path string) (*rest.Config, error) {
-	if path == "" && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
-		cfg, err := rest.InClusterConfig()
-		if err == nil {
-			return cfg, nil
-		}
-		if !errors.Is(err, rest.ErrNotInCluster) {
-			return nil, fmt.Errorf("load in-cluster config: %w", err)
-		}
-	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = path
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if clientcmd.IsEmptyConfig(err) {
-		return nil, errors.New("load kubeconfig: none found: pass --kubeconfig, set $KUBECONFIG, or run in a cluster")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
 	return cfg, nil
 }

@@ -13,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/ceskit/ceskit/internal/crdinstall"
 )
 
 // BinDirEnv names the environment variable that overrides where the control-plane binaries are.
@@ -157,4 +160,52 @@ func Kubeconfig(cfg *rest.Config) ([]byte, error) {
 		return nil, fmt.Errorf("write kubeconfig: %w", err)
 	}
 	return b, nil
+}
+
+// RunShared is the body of a TestMain whose package's tests share one control plane: it starts
+// it with opts and hands its config to use (or, when the binaries are missing outside CI, a nil
+// config and the reason, so that tests can skip), runs the tests, stops the control plane and,
+// when the tests passed, fails on leaked goroutines. It returns the exit code for os.Exit.
+func RunShared(m *testing.M, opts Options, use func(cfg *rest.Config, missing error)) int {
+	cp, err := Start(opts)
+	switch {
+	case errors.Is(err, ErrNoBinaries) && os.Getenv("CI") == "":
+		use(nil, err)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "integration tests need a control plane:", err)
+		return 1
+	default:
+		use(cp.Config, nil)
+	}
+	code := m.Run()
+	if cp != nil {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop control plane:", err)
+		}
+	}
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run.func1")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// ReadCRDs reads the CRD manifests matching pattern (a filepath.Glob pattern), for tests of a
+// package that must not import the package owning them.
+func ReadCRDs(pattern string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("find CRD manifests %s: %v (found %d)", pattern, err, len(files))
+	}
+	docs := make([][]byte, 0, len(files))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, b)
+	}
+	return crdinstall.Decode(docs...)
 }

@@ -2,16 +2,13 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -23,7 +20,6 @@ import (
 
 	"github.com/ceskit/ceskit/identity"
 	identityv2 "github.com/ceskit/ceskit/identity/ciliumv2"
-	"github.com/ceskit/ceskit/internal/crdinstall"
 	"github.com/ceskit/ceskit/internal/testenv"
 	"github.com/ceskit/ceskit/policy"
 	policyv2 "github.com/ceskit/ceskit/policy/ciliumv2"
@@ -41,38 +37,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
 	crds, err := allCRDs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		os.Exit(1)
 	}
-	cp, err := testenv.Start(testenv.Options{CRDs: crds})
-	switch {
-	case errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "":
-		noAPI = err
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "integration tests need a control plane:", err)
-		return 1
-	default:
-		apiConfig = cp.Config
-	}
-	code := m.Run()
-	if cp != nil {
-		if err := cp.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop control plane:", err)
-		}
-	}
-	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run.func1")); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
+	os.Exit(testenv.RunShared(m, testenv.Options{CRDs: crds}, func(cfg *rest.Config, missing error) {
+		apiConfig, noAPI = cfg, missing
+	}))
 }
 
 func allCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
@@ -84,23 +56,8 @@ func allCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := filepath.Glob("../../../policy/crds/*.yaml")
-	if err != nil || len(files) != 2 {
-		return nil, fmt.Errorf("find the policy package's CRD manifests: %v (found %d)", err, len(files))
-	}
-	var docs [][]byte
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		docs = append(docs, b)
-	}
-	pols, err := crdinstall.Decode(docs...)
-	if err != nil {
-		return nil, err
-	}
-	return append(append(crds, ids...), pols...), nil
+	pols, err := testenv.ReadCRDs("../../../policy/crds/*.yaml")
+	return append(append(crds, ids...), pols...), err
 }
 
 // api returns the shared control plane's config, or skips the test when there is none.
