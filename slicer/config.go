@@ -173,7 +173,7 @@ type Config struct {
 	// holds it and has renewed it within 3 × HeartbeatInterval without marking it stopped. So
 	// two controllers started without leader election never fight over the slices; the stand-by
 	// takes over when the holder stops (at once) or dies (after 3 × HeartbeatInterval), and
-	// re-lists the slices first. A holder whose renewals fail stops writing 2 × HeartbeatInterval
+	// rewrites what differs first. A holder whose renewals fail stops writing 2 × HeartbeatInterval
 	// after its last successful renewal, before the Lease can move. Default: hostname, process ID
 	// and a random suffix. The guard is off when HeartbeatLease is "-".
 	WriterIdentity string

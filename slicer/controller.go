@@ -486,14 +486,20 @@ func (c *Controller) onSlice(name string, obj any, deleted bool) {
 	}
 }
 
-// requestFullResync asks the resync loop for a re-list of every namespace.
-func (c *Controller) requestFullResync() {
+// requeueOutOfSync queues every slice whose known content differs from the model: what was
+// held back while this controller did not hold the writer guard. The informers kept watching
+// meanwhile, so the cache is current and no re-list is needed (a re-list racing the first writes
+// would also hide their echoes).
+func (c *Controller) requeueOutOfSync() {
 	c.mu.Lock()
-	c.resyncWant[""] = true
-	c.mu.Unlock()
-	select {
-	case c.resyncSignal <- struct{}{}:
-	default:
+	defer c.mu.Unlock()
+	if !c.synced {
+		return // seeding queues what differs
+	}
+	for _, s := range c.m.slices {
+		if !c.m.inSync(s) {
+			c.markDirty(s)
+		}
 	}
 }
 

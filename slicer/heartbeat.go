@@ -130,7 +130,7 @@ func (c *Controller) renewed(now time.Time) {
 	c.setWriting(true, "")
 	if !could {
 		// Writes were held back while the guard was stale: write what differs now.
-		c.requestFullResync()
+		c.requeueOutOfSync()
 	}
 }
 
@@ -146,7 +146,7 @@ func (c *Controller) mayWrite() bool {
 }
 
 // setWriting records whether this controller holds the writer guard. Taking it over from
-// another writer re-lists the slices (that writer changed them) before anything is written.
+// another writer queues every slice that differs from the model (the informers kept the cache current).
 func (c *Controller) setWriting(writing bool, holder string) {
 	c.mu.Lock()
 	was := c.writing
@@ -155,7 +155,7 @@ func (c *Controller) setWriting(writing bool, holder string) {
 	switch {
 	case writing && !was:
 		c.log.Info("holding the slice writer guard", "lease", c.cfg.HeartbeatLease, "identity", c.cfg.WriterIdentity)
-		c.requestFullResync()
+		c.requeueOutOfSync()
 	case !writing && was:
 		c.log.Warn("another controller writes the slices; standing by", "lease", c.cfg.HeartbeatLease, "holder", holder)
 	}
