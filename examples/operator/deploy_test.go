@@ -281,6 +281,9 @@ func TestDeployment(t *testing.T) {
 	if _, p, _ := strings.Cut(o.listen, ":"); ":"+p != port || strings.HasPrefix(o.listen, "127.") {
 		t.Errorf("--listen=%q, want every address on the container port %q (probes reach the pod IP)", o.listen, port)
 	}
+	if !isLoopback(o.adminListen) {
+		t.Errorf("--admin-listen=%q, want a loopback address: /status, /diff and /resync have no authentication", o.adminListen)
+	}
 
 	for _, p := range []struct {
 		name  string

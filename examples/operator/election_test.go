@@ -133,7 +133,8 @@ func (b *syncBuffer) String() string {
 type replica struct {
 	name    string
 	op      *operator
-	mux     http.Handler
+	mux     http.Handler // --listen's
+	admin   http.Handler // --admin-listen's
 	cancel  context.CancelFunc
 	done    chan error
 	blocked atomic.Bool
@@ -158,6 +159,7 @@ func startReplica(t *testing.T, name string, cfg *rest.Config, args []string, re
 	}
 	r.op.onSection = rec.hook(name)
 	r.mux = newMux(r.op, r.op.reg, logger)
+	r.admin = newAdminMux(r.op, logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- r.op.Run(ctx) }()
@@ -187,7 +189,11 @@ func (r *replica) stop(t *testing.T) {
 func (r *replica) get(t *testing.T, path string) (int, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	r.mux.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", path, nil))
+	h := r.mux
+	if adminPaths[path] {
+		h = r.admin
+	}
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", path, nil))
 	return rec.Code, rec.Body.String()
 }
 

@@ -62,7 +62,9 @@ type statusResponse struct {
 	*slicer.Status
 }
 
-// newMux serves the HTTP API described in the package comment.
+// newMux serves what --listen serves (see the package comment): metrics and probes, nothing that
+// changes state or shows endpoint names, so that it may listen beyond loopback for the kubelet
+// and Prometheus.
 func newMux(s state, reg *prometheus.Registry, logger *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -87,6 +89,15 @@ func newMux(s state, reg *prometheus.Registry, logger *slog.Logger) *http.ServeM
 		}
 		fmt.Fprintln(w, "ok"+note)
 	})
+	return mux
+}
+
+// newAdminMux serves what --admin-listen serves (see the package comment): the replica's status,
+// the shadow diff (slice and endpoint names) and the manual resync, a write to every slice that
+// differs. It has no authentication: its listener stays on loopback unless the operator chooses
+// otherwise.
+func newAdminMux(s state, logger *slog.Logger) *http.ServeMux {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		resp := statusResponse{Replica: s.replica()}
 		if c := s.controller(); c != nil {

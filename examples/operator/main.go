@@ -1,10 +1,16 @@
 // Command operator runs ceskit's CiliumEndpointSlice controller ([slicer.Controller]) and identity
 // garbage collector ([identity.GC]) as a stand-alone operator, with Prometheus metrics
-// ([observe.SlicerMetrics], [observe.IdentityMetrics]) and a small HTTP API:
+// ([observe.SlicerMetrics], [observe.IdentityMetrics]) and a small HTTP API on two listeners.
+// --listen (default 127.0.0.1:9963; the Deployment uses :9963 for the kubelet and Prometheus)
+// serves metrics and probes only:
 //
 //	GET  /metrics                  Prometheus metrics (slicer, identity GC, leader, Go runtime, process)
 //	GET  /healthz                  liveness: 200 "ok" unless informers are wedged or writers failed to stop
 //	GET  /readyz                   readiness: writers synced and not Degraded, or a follower standing by
+//
+// --admin-listen (default 127.0.0.1:9965, also in the Deployment; empty: off) serves what shows
+// slice contents or writes, without authentication:
+//
 //	GET  /status                   JSON: this replica (identity, leader, leading) and Controller.Status
 //	GET  /diff                     JSON of Controller.Diff (what shadow mode would write)
 //	POST /resync?namespace=NS      Controller.Resync; JSON {"namespace":..,"outOfSync":n}
@@ -71,6 +77,7 @@ type options struct {
 	kubeconfig  string
 	installCRDs bool
 	listen      string
+	adminListen string
 	logLevel    string
 	debugLogs   bool
 
@@ -103,7 +110,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	// Where and how.
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config)")
 	fs.BoolVar(&o.installCRDs, "install-crds", false, "install ceskit's CiliumEndpoint and CiliumEndpointSlice CRDs first (never on a cluster that runs Cilium: it owns them)")
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:9963", "address of the HTTP server for /metrics, /healthz, /status, /diff and /resync")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:9963", "address of the HTTP server for /metrics, /healthz and /readyz")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9965", "address of the unauthenticated HTTP server for /status, /diff and POST /resync; keep it on loopback (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.debugLogs, "debug-logs", false, "debug logging with source file and line (overrides --log-level)")
 
@@ -221,7 +229,43 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if _, err := parseLevel(o.logLevel); err != nil {
 		return nil, err
 	}
+	if err := checkListeners(o.listen, o.adminListen); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// checkListeners checks that --listen and --admin-listen are host:port addresses and that the two
+// servers do not share a port (which would either fail to bind or serve both on one address).
+func checkListeners(listen, admin string) error {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("flag --listen=%q: %w", listen, err)
+	}
+	if admin == "" {
+		return nil
+	}
+	_, adminPort, err := net.SplitHostPort(admin)
+	if err != nil {
+		return fmt.Errorf("flag --admin-listen=%q: %w", admin, err)
+	}
+	if adminPort == port && port != "0" {
+		return fmt.Errorf("flag --admin-listen=%q: port %s is --listen's (%q); the admin endpoints need their own listener", admin, port, listen)
+	}
+	return nil
+}
+
+// isLoopback reports whether the host of addr (host:port) is a loopback address or "localhost".
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // configFlags maps slicer.Config field names, as a *slicer.ConfigError names them, to flags.
@@ -325,16 +369,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
+	servers, err := listen(o, op, logger)
 	if err != nil {
-		return fmt.Errorf("flag --listen: %w", err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           newMux(op, op.reg, logger),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /readyz /status /diff /resync")
 
 	if o.duration > 0 {
 		var cancel context.CancelFunc
@@ -350,19 +388,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			fail(fmt.Errorf("serve http: %w", err))
-		}
-	})
-	wg.Go(func() {
-		<-ctx.Done()
-		shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer done()
-		if err := srv.Shutdown(shutdownCtx); err != nil {
-			logger.Warn("shut down http server", "error", err)
-		}
-	})
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				fail(fmt.Errorf("serve http on --%s: %w", s.flag, err))
+			}
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer done()
+			if err := s.srv.Shutdown(shutdownCtx); err != nil {
+				logger.Warn("shut down http server", "flag", s.flag, "error", err)
+			}
+		})
+	}
 	wg.Go(func() { fail(op.Run(ctx)) })
 	wg.Wait()
 
@@ -371,6 +411,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// server is one HTTP listener of the operator and the flag that set its address.
+type server struct {
+	flag string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// listen opens --listen and, unless empty, --admin-listen; on an error it closes what it opened.
+func listen(o *options, op *operator, logger *slog.Logger) ([]server, error) {
+	newServer := func(flag, addr string, h http.Handler, paths string) (server, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return server{}, fmt.Errorf("flag --%s: %w", flag, err)
+		}
+		logger.Info("serving", "flag", flag, "addr", "http://"+ln.Addr().String(), "paths", paths)
+		return server{flag: flag, ln: ln, srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}}, nil
+	}
+	public, err := newServer("listen", o.listen, newMux(op, op.reg, logger), "/metrics /healthz /readyz")
+	if err != nil {
+		return nil, err
+	}
+	if o.adminListen == "" {
+		return []server{public}, nil
+	}
+	admin, err := newServer("admin-listen", o.adminListen, newAdminMux(op, logger), "/status /diff /resync")
+	if err != nil {
+		public.ln.Close()
+		return nil, err
+	}
+	if !isLoopback(o.adminListen) {
+		logger.Warn("the admin endpoints (/status, /diff, POST /resync) have no authentication and listen beyond loopback",
+			"flag", "admin-listen", "addr", o.adminListen)
+	}
+	return []server{public, admin}, nil
 }
 
 // connect returns the REST config of the cluster from loadRESTConfig, with the CRDs installed

@@ -7,8 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ceskit/ceskit/identity"
+	"github.com/ceskit/ceskit/internal/testenv"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/slicer"
 )
@@ -42,8 +47,8 @@ func TestParseFlags(t *testing.T) {
 			if diff := cmp.Diff(want, o.cfg); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
-			if o.listen != "127.0.0.1:9963" {
-				t.Errorf("listen=%q, want 127.0.0.1:9963", o.listen)
+			if o.listen != "127.0.0.1:9963" || o.adminListen != "127.0.0.1:9965" {
+				t.Errorf("listen=%q admin-listen=%q, want 127.0.0.1:9963 and 127.0.0.1:9965", o.listen, o.adminListen)
 			}
 			wantElection := electionConfig{Namespace: "kube-system", Name: "ceskit-operator",
 				LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
@@ -191,6 +196,26 @@ func TestParseFlags(t *testing.T) {
 		name:    "arguments",
 		args:    []string{"extra"},
 		wantErr: "unexpected arguments",
+	}, {
+		name:    "listen without port",
+		args:    []string{"--listen=0.0.0.0"},
+		wantErr: `flag --listen="0.0.0.0": address 0.0.0.0: missing port in address`,
+	}, {
+		name:    "admin listen without port",
+		args:    []string{"--admin-listen=localhost"},
+		wantErr: `flag --admin-listen="localhost": address localhost: missing port in address`,
+	}, {
+		name:    "admin listen on the public port",
+		args:    []string{"--listen=:9963", "--admin-listen=127.0.0.1:9963"},
+		wantErr: `flag --admin-listen="127.0.0.1:9963": port 9963 is --listen's (":9963")`,
+	}, {
+		name: "admin listener off",
+		args: []string{"--admin-listen=", "--listen=127.0.0.1:0"},
+		check: func(t *testing.T, o *options) {
+			if o.adminListen != "" || o.listen != "127.0.0.1:0" {
+				t.Errorf("listen=%q admin-listen=%q, want 127.0.0.1:0 and off", o.listen, o.adminListen)
+			}
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,7 +317,10 @@ func TestHTTP(t *testing.T) {
 			if _, err := observe.NewSlicerMetrics(reg); err != nil {
 				t.Fatal(err)
 			}
-			mux := newMux(tt.state, reg, slog.New(slog.DiscardHandler))
+			var mux http.Handler = newMux(tt.state, reg, slog.New(slog.DiscardHandler))
+			if adminPaths[strings.Split(tt.path, "?")[0]] {
+				mux = newAdminMux(tt.state, slog.New(slog.DiscardHandler))
+			}
 			rec := httptest.NewRecorder()
 			mux.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), tt.method, tt.path, nil))
 			if rec.Code != tt.wantCode || !strings.Contains(rec.Body.String(), tt.wantBody) {
@@ -307,12 +335,40 @@ func TestHTTP(t *testing.T) {
 	}
 }
 
+// adminPaths are the paths served on --admin-listen only.
+var adminPaths = map[string]bool{"/status": true, "/diff": true, "/resync": true}
+
+// TestListenersServeTheirPathsOnly checks that the listener that may face the pod network
+// (--listen) serves neither the status, the diff nor the resync, and the admin listener nothing
+// else.
+func TestListenersServeTheirPathsOnly(t *testing.T) {
+	s := &fakeState{ctrl: &fakeController{synced: true, resync: func(string) (int, error) { return 1, nil }}}
+	reg := prometheus.NewRegistry()
+	public := newMux(s, reg, slog.New(slog.DiscardHandler))
+	admin := newAdminMux(s, slog.New(slog.DiscardHandler))
+	for _, tt := range []struct {
+		method, path string
+	}{{"GET", "/metrics"}, {"GET", "/healthz"}, {"GET", "/readyz"}, {"GET", "/status"}, {"GET", "/diff"}, {"POST", "/resync"}, {"GET", "/debug/pprof/"}} {
+		for _, m := range []struct {
+			name  string
+			mux   http.Handler
+			serve bool
+		}{{"--listen", public, !adminPaths[tt.path] && tt.path != "/debug/pprof/"}, {"--admin-listen", admin, adminPaths[tt.path]}} {
+			rec := httptest.NewRecorder()
+			m.mux.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), tt.method, tt.path, nil))
+			if got := rec.Code != http.StatusNotFound; got != m.serve {
+				t.Errorf("%s %s on %s = %d, want served: %t", tt.method, tt.path, m.name, rec.Code, m.serve)
+			}
+		}
+	}
+}
+
 // TestStatusFollowerHasNoControllerFields checks that a follower's /status carries no stale or
 // zero controller figures.
 func TestStatusFollowerHasNoControllerFields(t *testing.T) {
 	s := &fakeState{rep: replicaStatus{Identity: "b", Mode: modeElected, Leader: "a"}}
 	rec := httptest.NewRecorder()
-	newMux(s, prometheus.NewRegistry(), slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", "/status", nil))
+	newAdminMux(s, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", "/status", nil))
 	var got map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
@@ -320,4 +376,113 @@ func TestStatusFollowerHasNoControllerFields(t *testing.T) {
 	if diff := cmp.Diff([]string{"replica"}, slices.Sorted(maps.Keys(got))); diff != "" {
 		t.Errorf("follower /status keys (-want +got):\n%s", diff)
 	}
+}
+
+// TestRunListeners runs the whole program against a real API server and checks, over TCP, that
+// --listen serves the probes and metrics but not the admin paths, that --admin-listen serves
+// those, and that an admin address that cannot be bound fails the start, names the flag and
+// leaves no listener open.
+func TestRunListeners(t *testing.T) {
+	crds, err := slicer.CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := testenv.New(t, testenv.Options{CRDs: crds})
+	kc, err := testenv.Kubeconfig(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--kubeconfig=" + path, "--leader-elect=false", "--identity-gc=false", "--heartbeat-lease=-"}
+
+	t.Run("both listeners", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		var stderr syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, append(base, "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"), io.Discard, &stderr)
+		}()
+		defer func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("run did not return 30s after cancel")
+			}
+		}()
+		addrs := map[string]string{}
+		re := regexp.MustCompile(`msg=serving flag=(\S+) addr=(http://\S+)`)
+		eventually(t, 30*time.Second, "both listeners logged", func() bool {
+			for _, m := range re.FindAllStringSubmatch(stderr.String(), -1) {
+				addrs[m[1]] = m[2]
+			}
+			return len(addrs) == 2
+		})
+		get := func(method, url string) (int, string) {
+			req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, url, err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		eventually(t, 60*time.Second, "/readyz 200", func() bool {
+			code, _ := get("GET", addrs["listen"]+"/readyz")
+			return code == http.StatusOK
+		})
+		for _, tt := range []struct {
+			flag, method, path string
+			want               int
+			body               string
+		}{
+			{"listen", "GET", "/metrics", 200, "cilium_operator_ces_sync_total"},
+			{"listen", "GET", "/healthz", 200, "ok"},
+			{"listen", "GET", "/status", 404, ""},
+			{"listen", "GET", "/diff", 404, ""},
+			{"listen", "POST", "/resync", 404, ""},
+			{"admin-listen", "GET", "/status", 200, `"mode": "single"`},
+			{"admin-listen", "GET", "/diff", 200, "[]"},
+			{"admin-listen", "POST", "/resync?namespace=web", 200, `"outOfSync": 0`},
+			{"admin-listen", "GET", "/metrics", 404, ""},
+		} {
+			code, body := get(tt.method, addrs[tt.flag]+tt.path)
+			if code != tt.want || !strings.Contains(body, tt.body) {
+				t.Errorf("%s %s on --%s = %d %q, want %d and %q", tt.method, tt.path, tt.flag, code, body, tt.want, tt.body)
+			}
+		}
+	})
+
+	t.Run("admin address taken", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		public, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		publicAddr := public.Addr().String()
+		public.Close()
+		err = run(t.Context(), append(base, "--listen="+publicAddr, "--admin-listen="+taken.Addr().String()), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "flag --admin-listen: listen tcp "+taken.Addr().String()) {
+			t.Fatalf("run = %v, want an error naming --admin-listen and its address", err)
+		}
+		again, err := net.Listen("tcp", publicAddr)
+		if err != nil {
+			t.Fatalf("--listen's %s still bound after the failed start: %v", publicAddr, err)
+		}
+		again.Close()
+	})
 }
