@@ -132,6 +132,14 @@ type WatcherConfig struct {
 	// CheckInterval is how often the slices' availability is checked. Default 5s; valid
 	// 100ms–5m.
 	CheckInterval time.Duration
+	// ReadErrorThreshold is how many checks in a row must fail to read the slices' availability
+	// (an error from discovery, or reading the CRD or the heartbeat Lease, other than NotFound)
+	// before the watcher falls back to CiliumEndpoints. A check that reads a definite answer (CRD
+	// absent or being deleted; heartbeat missing, not ready or stale) switches at once, and any
+	// successful check resets the count. While the count is below the threshold, deletes due
+	// after DeleteGrace are held, since the source's health is unknown. Default 3; valid 1–100
+	// (1: fall back on the first failed read).
+	ReadErrorThreshold int
 	// DeleteGrace is how long an endpoint listed in no slice is kept before it is reported
 	// deleted, so that a move between slices is an update; before a delete is reported the
 	// source's health is checked again. Default 1s (Cilium's agent delay); valid 0–1m.
@@ -168,6 +176,9 @@ func (c WatcherConfig) Validate() error {
 	if c.CheckInterval != 0 && (c.CheckInterval < 100*time.Millisecond || c.CheckInterval > 5*time.Minute) {
 		return bad("CheckInterval", c.CheckInterval, "must be between 100ms and 5m")
 	}
+	if c.ReadErrorThreshold != 0 && (c.ReadErrorThreshold < 1 || c.ReadErrorThreshold > 100) {
+		return bad("ReadErrorThreshold", c.ReadErrorThreshold, "must be between 1 and 100")
+	}
 	if c.DeleteGrace < 0 || c.DeleteGrace > time.Minute {
 		return bad("DeleteGrace", c.DeleteGrace, "must be between 0 and 1m")
 	}
@@ -186,6 +197,9 @@ func (c WatcherConfig) withDefaults() WatcherConfig {
 	}
 	if c.CheckInterval == 0 {
 		c.CheckInterval = 5 * time.Second
+	}
+	if c.ReadErrorThreshold == 0 {
+		c.ReadErrorThreshold = 3
 	}
 	if c.DeleteGrace == 0 {
 		c.DeleteGrace = time.Second
@@ -225,6 +239,10 @@ type WatcherStatus struct {
 	// Drift counts endpoints the consistency checks repaired; Checks the checks run.
 	Drift  int64 `json:"drift"`
 	Checks int64 `json:"checks"`
+	// ReadErrors counts availability checks that failed to read (see
+	// [WatcherConfig.ReadErrorThreshold]); ConsecutiveReadErrors is the current run of them.
+	ReadErrors            int64 `json:"readErrors"`
+	ConsecutiveReadErrors int   `json:"consecutiveReadErrors"`
 }
 
 // Watcher is the node-side consumer of CiliumEndpointSlices. It keeps a view of every endpoint
@@ -377,7 +395,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	want, reason := w.evaluate(ctx)
+	want, reason, _ := w.evaluate(ctx)
 	for {
 		err := w.switchTo(ctx, want, reason)
 		if err == nil {
@@ -390,7 +408,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if !sleepCtx(ctx, w.cfg.Clock, w.cfg.CheckInterval) {
 			return nil
 		}
-		want, reason = w.evaluate(ctx)
+		want, reason, _ = w.evaluate(ctx)
 	}
 	w.mu.Lock()
 	w.status.Synced = true
@@ -429,50 +447,55 @@ func sleepCtx(ctx context.Context, clk clock.WithTicker, d time.Duration) bool {
 	}
 }
 
-// evaluate decides which source should be in use, and why.
-func (w *Watcher) evaluate(ctx context.Context) (Source, string) {
+// evaluate decides which source should be in use, and why. readErr is true when the answer
+// comes from a failed read (the slices' availability is unknown) rather than from what was read.
+func (w *Watcher) evaluate(ctx context.Context) (want Source, reason string, readErr bool) {
 	if w.cfg.Source != "" {
-		return w.cfg.Source, "pinned by configuration"
+		return w.cfg.Source, "pinned by configuration", false
 	}
 	served, err := w.served(ctx, ciliumv2alpha1.SchemeGroupVersion.String(), "ciliumendpointslices")
 	switch {
 	case err != nil:
-		return SourceCiliumEndpoints, "cannot discover CiliumEndpointSlices: " + err.Error()
+		return SourceCiliumEndpoints, "cannot discover CiliumEndpointSlices: " + err.Error(), true
 	case !served:
-		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD absent"
+		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD absent", false
 	}
 	// While a CRD is being deleted it is still served, and its objects are deleted one by one.
-	if crd, err := w.client.Ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "ciliumendpointslices.cilium.io", metav1.GetOptions{}); err == nil && crd.DeletionTimestamp != nil {
-		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD being deleted"
-	} else if apierrors.IsNotFound(err) {
-		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD absent"
+	crd, err := w.client.Ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "ciliumendpointslices.cilium.io", metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD absent", false
+	case err != nil:
+		return SourceCiliumEndpoints, "cannot read the CiliumEndpointSlice CRD: " + err.Error(), true
+	case crd.DeletionTimestamp != nil:
+		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD being deleted", false
 	}
 	if w.cfg.HeartbeatLease == "-" {
-		return SourceSlices, "slices available"
+		return SourceSlices, "slices available", false
 	}
 	ns, name, _ := splitLease(w.cfg.HeartbeatLease)
 	lease, err := w.client.Kube.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return SourceCiliumEndpoints, "no controller heartbeat: lease " + w.cfg.HeartbeatLease + " missing"
+		return SourceCiliumEndpoints, "no controller heartbeat: lease " + w.cfg.HeartbeatLease + " missing", false
 	case err != nil:
-		return SourceCiliumEndpoints, "cannot read controller heartbeat: " + err.Error()
+		return SourceCiliumEndpoints, "cannot read controller heartbeat: " + err.Error(), true
 	}
 	switch lease.Annotations[StateAnnotation] {
 	case StateDegraded:
-		return SourceCiliumEndpoints, "controller degraded: " + lease.Annotations[ReasonAnnotation]
+		return SourceCiliumEndpoints, "controller degraded: " + lease.Annotations[ReasonAnnotation], false
 	case StateStopped:
-		return SourceCiliumEndpoints, "controller stopped"
+		return SourceCiliumEndpoints, "controller stopped", false
 	case StateSyncing:
-		return SourceCiliumEndpoints, "controller still writing slices"
+		return SourceCiliumEndpoints, "controller still writing slices", false
 	}
 	if lease.Spec.RenewTime == nil {
-		return SourceCiliumEndpoints, "controller heartbeat never renewed"
+		return SourceCiliumEndpoints, "controller heartbeat never renewed", false
 	}
 	if age := w.cfg.Clock.Since(lease.Spec.RenewTime.Time); age > w.cfg.StaleAfter {
-		return SourceCiliumEndpoints, fmt.Sprintf("slices stale: controller heartbeat %s old (bound %s)", age.Round(time.Second), w.cfg.StaleAfter)
+		return SourceCiliumEndpoints, fmt.Sprintf("slices stale: controller heartbeat %s old (bound %s)", age.Round(time.Second), w.cfg.StaleAfter), false
 	}
-	return SourceSlices, "slices available"
+	return SourceSlices, "slices available", false
 }
 
 func (w *Watcher) served(ctx context.Context, gv, resource string) (bool, error) {
@@ -489,28 +512,48 @@ func (w *Watcher) served(ctx context.Context, gv, resource string) (bool, error)
 	return slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == resource }), nil
 }
 
-func (w *Watcher) maybeSwitch(ctx context.Context) {
-	want, reason := w.evaluate(ctx)
+// maybeSwitch checks the slices' availability and switches source when it says so. It reports
+// whether the active source's health is known: false while failed reads are below
+// ReadErrorThreshold (the watcher stays, and deletes wait).
+func (w *Watcher) maybeSwitch(ctx context.Context) (known bool) {
+	want, reason, readErr := w.evaluate(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
 	w.mu.Lock()
 	cur := w.active
 	same := cur != nil && cur.kind == want
-	if same && w.reason != reason && ctx.Err() == nil {
+	if readErr {
+		w.status.ReadErrors++
+		w.status.ConsecutiveReadErrors++
+	} else {
+		w.status.ConsecutiveReadErrors = 0
+	}
+	if cur != nil && !same && readErr && w.status.ConsecutiveReadErrors < w.cfg.ReadErrorThreshold {
+		n := w.status.ConsecutiveReadErrors
+		w.mu.Unlock()
+		w.log.Info("slices' availability unknown; staying", "source", cur.kind, "reason", reason,
+			"consecutiveReadErrors", n, "threshold", w.cfg.ReadErrorThreshold)
+		return false
+	}
+	if same && w.reason != reason {
 		w.log.Info("endpoint source reason changed", "source", want, "reason", reason)
 		w.reason = reason
 	}
 	w.mu.Unlock()
-	if ctx.Err() != nil || same {
-		return
+	if same {
+		return true
 	}
 	if want == SourceCiliumEndpoints {
 		if ok, _ := w.served(ctx, ciliumv2.SchemeGroupVersion.String(), "ciliumendpoints"); !ok {
 			w.log.Warn("cannot fall back: CiliumEndpoints not served either", "reason", reason)
-			return
+			return false // the active source is unhealthy and there is no other: hold deletes
 		}
 	}
 	if err := w.switchTo(ctx, want, reason); err != nil && ctx.Err() == nil {
 		w.log.Warn("source switch failed; staying", "to", want, "reason", reason, "error", err)
 	}
+	return true
 }
 
 // switchTo starts the source, waits for its cache, then makes it the active one and reports
@@ -797,7 +840,9 @@ func (w *Watcher) flushDeletes(ctx context.Context) {
 	if due == 0 {
 		return
 	}
-	w.maybeSwitch(ctx)
+	if !w.maybeSwitch(ctx) {
+		return // health unknown: the deletes wait for a check that reads an answer
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, key := range slices.Sorted(maps.Keys(w.pending)) {

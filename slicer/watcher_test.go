@@ -3,6 +3,7 @@ package slicer_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ceskit/ceskit/internal/chaos"
 	"github.com/ceskit/ceskit/slicer"
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
 )
@@ -123,6 +125,12 @@ func inNS(ns string, nss []string) bool {
 
 func startWatcher(t *testing.T, e *env, cfg slicer.WatcherConfig) (*slicer.Watcher, *recorder) {
 	t.Helper()
+	return startWatcherWith(t, e.c, cfg)
+}
+
+// startWatcherWith starts a watcher on client c (say, one behind a fault injector).
+func startWatcherWith(t *testing.T, c *slicer.Client, cfg slicer.WatcherConfig) (*slicer.Watcher, *recorder) {
+	t.Helper()
 	r := newRecorder()
 	if cfg.CheckInterval == 0 {
 		cfg.CheckInterval = 200 * time.Millisecond
@@ -131,7 +139,7 @@ func startWatcher(t *testing.T, e *env, cfg slicer.WatcherConfig) (*slicer.Watch
 		cfg.DeleteGrace = 500 * time.Millisecond
 	}
 	cfg.Logger = testLogger(t)
-	w, err := slicer.NewWatcher(e.c, r, cfg)
+	w, err := slicer.NewWatcher(c, r, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +289,89 @@ func TestWatcherFallsBackAndReturns(t *testing.T) {
 	}
 }
 
+// TestWatcherReadErrors fails every read of the heartbeat Lease by one watcher's client with a
+// 500: below ReadErrorThreshold the watcher stays on the slices and holds deletes (the slices'
+// health is unknown), reports them once the reads succeed again, and falls back to
+// CiliumEndpoints only when the threshold is reached.
+func TestWatcherReadErrors(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	ns := e.namespace("readerr", nil)
+	ctl := e.start(slicer.Config{MaxEndpointsPerSlice: 10, HeartbeatInterval: time.Second})
+	e.createCEPs(ctx, ns, "p", 20, 2)
+	e.converge(ctl, 10)
+	leaseGets := func(r *http.Request) bool { return r.Method == http.MethodGet && chaos.Resources("leases")(r) }
+	newClient := func(in *chaos.Injector) *slicer.Client {
+		c, err := slicer.NewClient(in.WrapConfig(api(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	failing := chaos.Faults{ErrorRate: 1, InternalErrorWeight: 1, Only: leaseGets}
+
+	t.Run("below the threshold", func(t *testing.T) {
+		in := chaos.New(chaos.Faults{})
+		w, r := startWatcherWith(t, newClient(in), slicer.WatcherConfig{ReadErrorThreshold: 100})
+		agrees(t, e, w, r, ns)
+		in.SetFaults(failing)
+		eventually(t, "3 failed reads in a row", func() bool { return w.Status().ConsecutiveReadErrors >= 3 })
+		e.deleteCEP(ctx, ns, "p-0")
+		// The controller drops p-0 from its slice; the watcher sees that but may not report
+		// the delete while it cannot read the heartbeat.
+		eventually(t, "p-0 out of every slice", func() bool {
+			st, err := e.read(ctx)
+			if err != nil {
+				return false
+			}
+			for _, sl := range st.slices {
+				for _, ep := range sl.Endpoints {
+					if sl.Namespace == ns && ep.Name == "p-0" {
+						return false
+					}
+				}
+			}
+			return true
+		})
+		held := w.Status().ConsecutiveReadErrors
+		eventually(t, "5 more failed reads", func() bool { return w.Status().ConsecutiveReadErrors >= held+5 })
+		st := w.Status()
+		if _, ok := w.Get(ns, "p-0"); !ok || st.Source != slicer.SourceSlices || st.Switches != 0 || st.PendingDeletes == 0 {
+			t.Fatalf("while the heartbeat cannot be read: p-0 in view %t, status %+v; want p-0 held, slices, no switch, a pending delete", ok, st)
+		}
+		in.SetFaults(chaos.Faults{})
+		agrees(t, e, w, r, ns)
+		st = w.Status()
+		if st.ConsecutiveReadErrors != 0 || st.ReadErrors < 8 || st.Switches != 0 {
+			t.Errorf("after the reads recovered: %+v; want no consecutive read errors, at least 8 in all, no switch", st)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(r.deletes) != 1 || r.deletes[ns+"/p-0"] != 1 {
+			t.Errorf("deletes %v, want p-0 once", r.deletes)
+		}
+	})
+
+	t.Run("at the threshold", func(t *testing.T) {
+		in := chaos.New(chaos.Faults{})
+		w, r := startWatcherWith(t, newClient(in), slicer.WatcherConfig{ReadErrorThreshold: 2})
+		agrees(t, e, w, r, ns)
+		in.SetFaults(failing)
+		eventually(t, "fallback after 2 failed reads", func() bool {
+			s := w.Status()
+			return s.Source == slicer.SourceCiliumEndpoints && strings.Contains(s.Reason, "cannot read controller heartbeat")
+		})
+		e.createCEP(ctx, newCEP(ns, "late", 1000, 55))
+		agrees(t, e, w, r, ns)
+		in.SetFaults(chaos.Faults{})
+		eventually(t, "back to slices", func() bool { return w.Status().Source == slicer.SourceSlices })
+		agrees(t, e, w, r, ns)
+		if s := w.Status(); s.Switches != 2 {
+			t.Errorf("%d switches, want 2 (away and back)", s.Switches)
+		}
+	})
+}
+
 // TestWatcherCRDRemoved deletes the CiliumEndpointSlice CRD, which deletes every slice: the node
 // must delete nothing, fall back to CiliumEndpoints, and return once the CRD and controller are
 // back.
@@ -382,6 +473,8 @@ func TestWatcherBadConfig(t *testing.T) {
 		{slicer.WatcherConfig{CheckInterval: time.Hour}, "CheckInterval=1h0m0s"},
 		{slicer.WatcherConfig{DeleteGrace: -time.Second}, "DeleteGrace=-1s"},
 		{slicer.WatcherConfig{ConsistencyPeriod: time.Millisecond}, "ConsistencyPeriod=1ms"},
+		{slicer.WatcherConfig{ReadErrorThreshold: 101}, "ReadErrorThreshold=101"},
+		{slicer.WatcherConfig{ReadErrorThreshold: -1}, "ReadErrorThreshold=-1"},
 	} {
 		if _, err := slicer.NewWatcher(&slicer.Client{}, slicer.HandlerFuncs{}, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("NewWatcher(%+v) = %v, want an error naming %s", tc.cfg, err, tc.field)
