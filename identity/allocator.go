@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/ceskit/ceskit/identity/ciliumv2"
+	"github.com/ceskit/ceskit/internal/retry"
 )
 
 // Allocator maps identity-relevant label sets to numeric security identities. Every
@@ -147,12 +148,17 @@ func (a *CRDAllocator) Config() Config { return a.cfg }
 // cache, restores the identities of this allocator's holder record and then keeps the holder
 // record current and repairs held identities that are marked or deleted, until ctx ends. It
 // returns after every goroutine it started has stopped; it returns an error wrapping
-// [ErrCRDMissing] at once when the resource is not served.
+// [ErrCRDMissing] at once when the resource is not served. A discovery read that fails otherwise
+// (the API server unreachable or answering 5xx) is retried, 100ms doubling to 5s; Run returns
+// nil if ctx ends meanwhile.
 func (a *CRDAllocator) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("identity allocator: Run called twice")
 	}
-	if err := checkServed(a.client); err != nil {
+	if err := untilServed(ctx, a.log, a.client); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -171,6 +177,13 @@ func (a *CRDAllocator) Run(ctx context.Context) error {
 	wg.Go(func() { a.runRepairs(ctx) })
 	<-ctx.Done()
 	return nil
+}
+
+// untilServed runs checkServed until it succeeds or reports ErrCRDMissing, retrying other
+// errors until ctx ends.
+func untilServed(ctx context.Context, log *slog.Logger, c *Client) error {
+	return retry.Until(ctx, log, "CiliumIdentity discovery", retry.DefaultBackoff,
+		func(context.Context) error { return checkServed(c) }, retry.Is(ErrCRDMissing))
 }
 
 func checkServed(c *Client) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -555,4 +556,61 @@ func (l *refLog) replay() []string {
 		}
 	}
 	return out
+}
+
+// TestRunRetriesDiscovery fails the discovery reads of an allocator and a collector with 500s:
+// Run must keep retrying instead of returning, and start once discovery answers.
+func TestRunRetriesDiscovery(t *testing.T) {
+	e := newEnv(t)
+	in := chaos.New(chaos.Faults{ErrorRate: 1, InternalErrorWeight: 1, Only: func(r *http.Request) bool {
+		return strings.HasPrefix(r.URL.Path, "/apis/cilium.io/")
+	}})
+	c, err := identity.NewClient(in.WrapConfig(api(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := identity.NewCRDAllocator(c, identity.Config{Holder: "node-a", Namespace: e.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := identity.NewGC(c, identity.GCConfig{Namespace: e.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 2)
+	go func() { done <- a.Run(ctx) }()
+	go func() { done <- g.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for in.Stats().InternalErrors < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d failed discovery reads in 30s", in.Stats().InternalErrors)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned on a transient discovery error: %v", err)
+	default:
+	}
+	in.SetFaults(chaos.Faults{})
+	for !a.HasSynced() || !g.HasSynced() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not synced after discovery recovered: allocator %t, gc %t", a.HasSynced(), g.HasSynced())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lbls, err := identity.ParseLabels("k8s:app=web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Allocate(ctx, lbls); err != nil {
+		t.Errorf("Allocate after the retried start: %v", err)
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v after cancel, want nil", err)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/ceskit/ceskit/identity/ciliumv2"
+	"github.com/ceskit/ceskit/internal/retry"
 )
 
 // Defaults of [GCConfig].
@@ -223,12 +224,17 @@ func NewGC(client *Client, cfg GCConfig) (*GC, error) {
 // Run watches identities, claims, holder records and (unless IgnoreEndpoints) CiliumEndpoints and
 // CiliumEndpointSlices, and runs a collection pass every Interval until ctx ends. It returns
 // after every goroutine it started has stopped, or at once with an error wrapping
-// [ErrCRDMissing] when CiliumIdentities are not served.
+// [ErrCRDMissing] when CiliumIdentities are not served. Discovery reads that fail otherwise (the
+// API server unreachable or answering 5xx) are retried, 100ms doubling to 5s; Run returns nil if
+// ctx ends meanwhile.
 func (g *GC) Run(ctx context.Context) error {
 	if !g.started.CompareAndSwap(false, true) {
 		return errors.New("identity gc: Run called twice")
 	}
-	if err := checkServed(g.client); err != nil {
+	if err := untilServed(ctx, g.log, g.client); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	if !g.cfg.IgnoreEndpoints {
@@ -237,8 +243,16 @@ func (g *GC) Run(ctx context.Context) error {
 			kind    string
 			extract func(*unstructured.Unstructured) []NumericIdentity
 		}{{endpointsGVR, "cep", endpointIDs}, {slicesGVR, "ces", sliceIDs}} {
-			served, err := resourceServed(g.client, src.gvr)
+			var served bool
+			err := retry.Until(ctx, g.log, src.gvr.Resource+" discovery", retry.DefaultBackoff, func(context.Context) error {
+				var err error
+				served, err = resourceServed(g.client, src.gvr)
+				return err
+			}, nil)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			if !served {

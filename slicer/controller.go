@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/ceskit/ceskit/internal/retry"
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
 	"github.com/ceskit/ceskit/slicer/ciliumv2alpha1"
 )
@@ -195,12 +196,13 @@ func newInformer[T runtime.Object, L runtime.Object](
 // Run starts the informers, waits for their caches, adopts the existing slices and then keeps
 // the slices right, renewing the heartbeat Lease, until ctx ends. It returns after every
 // goroutine it started has stopped, or at once with an error wrapping [ErrCRDMissing] when the
-// API server does not serve the resources it watches.
+// API server does not serve the resources it watches. A discovery read that fails otherwise (the
+// API server unreachable or answering 5xx) is retried, 100ms doubling to 5s, until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("slicer controller: Run called twice")
 	}
-	if err := c.checkServed(ctx); err != nil {
+	if err := retry.Until(ctx, c.log, "CRD discovery", retry.DefaultBackoff, c.checkServed, retry.Is(ErrCRDMissing)); err != nil {
 		c.queue.ShutDown()
 		return err
 	}

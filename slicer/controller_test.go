@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/ceskit/ceskit/internal/chaos"
 	"github.com/ceskit/ceskit/internal/testenv"
 	"github.com/ceskit/ceskit/slicer"
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
@@ -597,6 +599,37 @@ func TestRunWithoutCRDs(t *testing.T) {
 	err = ctl.Run(t.Context())
 	if !errors.Is(err, slicer.ErrCRDMissing) || !strings.Contains(err.Error(), "ciliumendpointslices.cilium.io/v2alpha1") || !strings.Contains(err.Error(), "ciliumendpoints.cilium.io/v2 ") {
 		t.Errorf("Run without CRDs = %v, want ErrCRDMissing naming the resource", err)
+	}
+}
+
+// TestRunRetriesDiscovery fails the controller's discovery reads with 500s: Run must keep
+// retrying instead of returning, and start once discovery answers.
+func TestRunRetriesDiscovery(t *testing.T) {
+	in := chaos.New(chaos.Faults{ErrorRate: 1, InternalErrorWeight: 1, Only: func(r *http.Request) bool {
+		return strings.HasPrefix(r.URL.Path, "/apis/cilium.io/")
+	}})
+	c, err := slicer.NewClient(in.WrapConfig(api(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := slicer.New(c, slicer.Config{Logger: testLogger(t), HeartbeatLease: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ctl.Run(ctx) }()
+	eventually(t, "3 failed discovery reads", func() bool { return in.Stats().InternalErrors >= 3 })
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned on a transient discovery error: %v", err)
+	default:
+	}
+	in.SetFaults(chaos.Faults{})
+	eventually(t, "synced once discovery answers", ctl.HasSynced)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v after cancel, want nil", err)
 	}
 }
 
