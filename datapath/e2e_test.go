@@ -549,7 +549,7 @@ func TestE2EPolicyTraffic(t *testing.T) {
 		case ev.Verdict == datapath.Allow && ev.Remote == c1ID:
 			sawAllow = true
 			want := policy.RuleRef{Policy: policy.PolicyRef{Kind: "NetworkPolicy", Namespace: "e2e", Name: "server"}, Section: "ingress", Index: 0}
-			if got := rules[ev.Cookie]; got != want || !ev.NewFlow || ev.Src != tp.c1IP {
+			if got, _ := rules.Rule(ev.Cookie); got != want || !ev.NewFlow || ev.Src != tp.c1IP {
 				t.Errorf("allow event %+v: cookie names %v, want %v, a new flow from %s", ev, got, want, tp.c1IP)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/ceskit/ceskit/datapath/monitor"
+	"github.com/ceskit/ceskit/datapath/policymap"
 	"github.com/ceskit/ceskit/identity"
 	identityv2 "github.com/ceskit/ceskit/identity/ciliumv2"
 	"github.com/ceskit/ceskit/observe"
@@ -44,7 +46,7 @@ type Agent struct {
 	engine  *policy.Engine
 	watcher *slicer.Watcher
 	monitor *monitor.Monitor // nil in no-datapath mode
-	cookies *Cookies
+	cookies *policymap.Cookies
 	res     *resolver
 	started atomic.Bool
 	wake    chan struct{}
@@ -117,7 +119,7 @@ func New(restConfig *rest.Config, nodeName string, cfg Config) (*Agent, error) {
 	}
 	cfg = cfg.withDefaults()
 	a := &Agent{
-		cfg: cfg, node: nodeName, log: cfg.logger("agent"), cookies: &Cookies{}, wake: make(chan struct{}, 1),
+		cfg: cfg, node: nodeName, log: cfg.logger("agent"), cookies: &policymap.Cookies{}, wake: make(chan struct{}, 1),
 		endpoints: map[string]*endpointState{}, byIdentity: map[identity.NumericIdentity]map[string]bool{},
 		identities: map[identity.NumericIdentity]identity.Labels{}, nodes: map[string]policy.Node{},
 		localIPs: map[netip.Addr]bool{}, local: map[string]*localState{}, dpIDs: map[uint32]string{},
@@ -198,7 +200,7 @@ func (a *Agent) Engine() *policy.Engine { return a.engine }
 func (a *Agent) Watcher() *slicer.Watcher { return a.watcher }
 
 // Cookies returns the agent's rule cookies.
-func (a *Agent) Cookies() *Cookies { return a.cookies }
+func (a *Agent) Cookies() *policymap.Cookies { return a.cookies }
 
 // Run starts the informers (Nodes, CiliumIdentities, NetworkPolicies and, where the API server
 // serves them, CiliumNetworkPolicies and CiliumClusterwideNetworkPolicies), waits for them, starts
@@ -536,7 +538,9 @@ func (a *Agent) updateLocalityLocked(key string, st *endpointState) {
 // programs in the pinned links of the same ID); on a collision the later endpoint takes the next
 // free ID.
 func DatapathID(key string) uint32 {
-	if id := hash32(key) & 0x7fffffff; id != 0 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	if id := h.Sum32() & 0x7fffffff; id != 0 {
 		return id
 	}
 	return 1

@@ -21,11 +21,11 @@
 //     listed in [Status].InvalidPolicies.
 //   - Every engine change returns per-endpoint diffs; the local endpoints among them are marked
 //     and one syncer goroutine writes each one's current map state to the datapath with
-//     [EntriesFromMapState] and [datapath.Datapath.SyncEndpoint], the ipcache (every endpoint
+//     [policymap.Entries] and [datapath.Datapath.SyncEndpoint], the ipcache (every endpoint
 //     and node address, and the CIDR identities of the prefixes policies name) with
 //     SetIdentities, and attaches the endpoint's programs to the interface [Config].Attach
 //     chooses ([RouteAttachRule] by default). Datapath endpoint IDs come from [DatapathID];
-//     rule cookies from [Cookies]. An endpoint whose policy does not fit (engine or datapath
+//     rule cookies from [policymap.Cookies]. An endpoint whose policy does not fit (engine or datapath
 //     capacity) fails closed: its map is emptied, so it denies everything.
 //   - A [github.com/ceskit/ceskit/datapath/monitor.Monitor] turns the verdict events into
 //     Hubble flows for [Config].Sink, naming endpoints, identities and policies from the agent's

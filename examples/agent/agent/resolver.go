@@ -7,15 +7,16 @@ import (
 	"strings"
 
 	"github.com/ceskit/ceskit/datapath/monitor"
+	"github.com/ceskit/ceskit/datapath/policymap"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/policy"
 )
 
 // resolver names what verdict events carry for the monitor: local endpoints by datapath ID and
-// identities by number (kept by the agent as it learns them), rule cookies through Cookies.
+// identities by number (kept by the agent as it learns them), rule cookies through [policymap.Cookies].
 type resolver struct {
 	monitor.StaticResolver
-	cookies *Cookies
+	cookies *policymap.Cookies
 }
 
 var _ monitor.Resolver = (*resolver)(nil)
@@ -93,7 +94,7 @@ func (a *Agent) attributeDefaultDeny(f *observe.Flow) {
 		if !slices.ContainsFunc(ps, func(p observe.Policy) bool {
 			return p.Kind == r.Policy.Kind && p.Namespace == r.Policy.Namespace && p.Name == r.Policy.Name
 		}) {
-			ps = append(ps, ObservePolicy(r.Policy))
+			ps = append(ps, policymap.ObservePolicy(r.Policy))
 		}
 		names = append(names, r.String())
 	}

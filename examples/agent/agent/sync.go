@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/datapath/policymap"
 	"github.com/ceskit/ceskit/identity"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/policy"
@@ -142,7 +143,7 @@ func (a *Agent) syncEndpoint(j syncJob) {
 		return
 	}
 	overflow := err
-	entries := EntriesFromMapState(ms, a.cookies)
+	entries := policymap.Entries(ms, a.cookies)
 	effective, _ := a.engine.Identity(j.key)
 	res := syncResult{policyEntries: len(ms), identity: uint32(effective), failClosed: overflow != nil,
 		target: j.target, attachedFor: j.attachedFor, written: j.written}

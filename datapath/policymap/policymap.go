@@ -1,4 +1,11 @@
-package agent
+// Package policymap converts what the policy engine computes into what the datapath holds: an
+// endpoint's [policy.MapState] into [datapath.Entry] values for [datapath.Datapath.SyncEndpoint],
+// and the rules behind them into the uint32 cookies the BPF policy map stores and verdict events
+// carry ([Cookies]), resolvable back to Hubble's policy names for flows. The datapath package does
+// not import policy (it takes its own Entry, laid out like a policy.Key plus a policy.Entry); this
+// package imports both, so that an agent, a test or an embedder does not write the conversion
+// again. examples/agent uses it in production.
+package policymap
 
 import (
 	"hash/fnv"
@@ -10,17 +17,14 @@ import (
 	"github.com/ceskit/ceskit/policy"
 )
 
-// This file is the production adapter between the policy engine and the datapath: datapath does
-// not import policy, so it takes its own Entry, laid out like a policy.Key plus a policy.Entry.
-
-// EntriesFromMapState converts one endpoint's map state into datapath entries, one per key,
+// Entries converts one endpoint's map state into datapath entries, one per key,
 // sorted as [policy.MapState.Keys] sorts them: identity, direction, protocol and port prefix as
 // they are; verdict and precedence as they are (both packages number them alike, higher
 // precedence wins); the cookie of the entry's first rule (the engine sorts an entry's rules),
 // which cookies assigns. An entry without a rule (the allow-all of an endpoint no policy
 // isolates, the allow-localhost exception) gets cookie 0, as does every entry when cookies is
 // nil.
-func EntriesFromMapState(ms policy.MapState, cookies *Cookies) []datapath.Entry {
+func Entries(ms policy.MapState, cookies *Cookies) []datapath.Entry {
 	out := make([]datapath.Entry, 0, len(ms))
 	for _, k := range ms.Keys() {
 		e := ms[k]
@@ -30,11 +34,11 @@ func EntriesFromMapState(ms policy.MapState, cookies *Cookies) []datapath.Entry 
 		}
 		out = append(out, datapath.Entry{
 			Identity:      uint32(k.Identity),
-			Direction:     datapathDirection(k.Direction),
+			Direction:     Direction(k.Direction),
 			Protocol:      uint8(k.Protocol),
 			Port:          k.Port,
 			PortPrefixLen: k.PortPrefixLen,
-			Verdict:       datapathVerdict(e.Verdict),
+			Verdict:       Verdict(e.Verdict),
 			Precedence:    e.Precedence,
 			Cookie:        cookie,
 		})
@@ -42,14 +46,16 @@ func EntriesFromMapState(ms policy.MapState, cookies *Cookies) []datapath.Entry 
 	return out
 }
 
-func datapathDirection(d policy.Direction) datapath.Direction {
+// Direction converts a policy direction to the datapath's.
+func Direction(d policy.Direction) datapath.Direction {
 	if d == policy.Egress {
 		return datapath.Egress
 	}
 	return datapath.Ingress
 }
 
-func datapathVerdict(v policy.Verdict) datapath.Verdict {
+// Verdict converts a policy verdict to the datapath's; anything but Allow and Audit is Deny.
+func Verdict(v policy.Verdict) datapath.Verdict {
 	switch v {
 	case policy.Allow:
 		return datapath.Allow

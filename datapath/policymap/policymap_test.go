@@ -1,4 +1,4 @@
-package agent
+package policymap
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ var (
 	ccnp0   = policy.RuleRef{Policy: refCCNP, Spec: 2, Section: "egress", Index: 3}
 )
 
-func TestEntriesFromMapState(t *testing.T) {
+func TestEntries(t *testing.T) {
 	ms := policy.MapState{
 		{Identity: 300, Direction: policy.Ingress, Protocol: policy.ProtoTCP, Port: 5432, PortPrefixLen: 16}: {
 			Verdict: policy.Allow, Precedence: policy.PrecedenceAllow, Rules: []policy.RuleRef{allow0, allow1},
@@ -55,29 +55,29 @@ func TestEntriesFromMapState(t *testing.T) {
 		{Identity: 0, Direction: datapath.Egress, Protocol: datapath.ProtoAny,
 			Verdict: datapath.Allow, Precedence: policy.PrecedenceAllow},
 	}
-	if diff := cmp.Diff(want, EntriesFromMapState(ms, c)); diff != "" {
-		t.Errorf("EntriesFromMapState (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, Entries(ms, c)); diff != "" {
+		t.Errorf("Entries (-want +got):\n%s", diff)
 	}
-	for _, e := range EntriesFromMapState(ms, nil) {
+	for _, e := range Entries(ms, nil) {
 		if e.Cookie != 0 {
 			t.Errorf("without cookies: entry %+v has a cookie", e)
 		}
 	}
-	if got := EntriesFromMapState(policy.MapState{}, c); len(got) != 0 {
+	if got := Entries(policy.MapState{}, c); len(got) != 0 {
 		t.Errorf("empty map state: %v", got)
 	}
 }
 
-// TestAdaptConstants pins the numbering policy and datapath share: a changed constant on one
+// TestConstants pins the numbering policy and datapath share: a changed constant on one
 // side would silently change verdicts.
-func TestAdaptConstants(t *testing.T) {
+func TestConstants(t *testing.T) {
 	for name, c := range map[string][2]uint8{
 		"ProtoAny": {uint8(policy.ProtoAny), datapath.ProtoAny}, "ProtoICMP": {uint8(policy.ProtoICMP), datapath.ProtoICMP},
 		"ProtoTCP": {uint8(policy.ProtoTCP), datapath.ProtoTCP}, "ProtoUDP": {uint8(policy.ProtoUDP), datapath.ProtoUDP},
 		"ProtoSCTP": {uint8(policy.ProtoSCTP), datapath.ProtoSCTP}, "ICMPv6": {uint8(policy.ProtoICMPv6), datapath.ProtoICMPv6},
 		"Ingress": {uint8(policy.Ingress), uint8(datapath.Ingress)}, "Egress": {uint8(policy.Egress), uint8(datapath.Egress)},
-		"Deny": {uint8(policy.Deny), uint8(datapathVerdict(policy.Deny))}, "Allow": {uint8(policy.Allow), uint8(datapathVerdict(policy.Allow))},
-		"Audit": {uint8(policy.Audit), uint8(datapathVerdict(policy.Audit))},
+		"Deny": {uint8(policy.Deny), uint8(Verdict(policy.Deny))}, "Allow": {uint8(policy.Allow), uint8(Verdict(policy.Allow))},
+		"Audit": {uint8(policy.Audit), uint8(Verdict(policy.Audit))},
 	} {
 		if c[0] != c[1] {
 			t.Errorf("%s: policy %d, datapath %d", name, c[0], c[1])
@@ -155,14 +155,14 @@ spec:
 		if err != nil {
 			t.Fatal(err)
 		}
-		entries := EntriesFromMapState(ms, cookies)
+		entries := Entries(ms, cookies)
 		for _, id := range remotes {
 			for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 				for _, proto := range []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP} {
 					for _, port := range []uint16{0, 22, 5432, 7999, 8000, 8100, 8101, 9090, 29999, 30000, 30999, 31000, 65535} {
 						name := fmt.Sprintf("%s %s id=%d %s/%d", ep.ID, dir, id, proto, port)
 						pe, pok := ms.Lookup(id, dir, proto, port)
-						de, dok := datapath.Lookup(entries, uint32(id), datapathDirection(dir), uint8(proto), port)
+						de, dok := datapath.Lookup(entries, uint32(id), Direction(dir), uint8(proto), port)
 						checked++
 						if pok != dok {
 							t.Errorf("%s: policy found=%v, datapath found=%v", name, pok, dok)
@@ -171,7 +171,7 @@ spec:
 						if !pok {
 							continue
 						}
-						if datapathVerdict(pe.Verdict) != de.Verdict {
+						if Verdict(pe.Verdict) != de.Verdict {
 							t.Errorf("%s: policy %s, datapath %s", name, pe.Verdict, de.Verdict)
 						}
 						var want policy.RuleRef
@@ -275,19 +275,5 @@ func TestCookies(t *testing.T) {
 	wg.Wait()
 	if cc.Len() != 300 {
 		t.Errorf("concurrent: %d cookies, want 300", cc.Len())
-	}
-}
-
-func TestDatapathID(t *testing.T) {
-	id := DatapathID("shop/web-1")
-	if id == 0 || id > 0x7fffffff || id != DatapathID("shop/web-1") || id == DatapathID("shop/web-2") {
-		t.Errorf("DatapathID: %d (web-2: %d)", id, DatapathID("shop/web-2"))
-	}
-	a := &Agent{dpIDs: map[uint32]string{id: "other/pod"}}
-	if got := a.assignDatapathIDLocked("shop/web-1"); got != id+1 {
-		t.Errorf("colliding endpoint got %d, want %d", got, id+1)
-	}
-	if got := a.assignDatapathIDLocked("shop/web-1"); got != id+1 {
-		t.Errorf("second assignment %d, want the same %d", got, id+1)
 	}
 }
