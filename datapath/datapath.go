@@ -145,6 +145,7 @@ type Datapath struct {
 	closed    bool
 	endpoints map[uint32]*endpoint
 	ipcache   map[netip.Prefix]uint32
+	ipcCounts [3]int // of ipcache: IPv4 hosts, IPv6 hosts, other prefixes (see ipcacheClass)
 }
 
 // endpoint is one endpoint's state: its programs, links and written policy.
@@ -257,23 +258,35 @@ func (d *Datapath) restore() error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read pinned prefix policy: %w", err)
 	}
+	ipc, err := d.readIPCache()
+	if err != nil {
+		return fmt.Errorf("read pinned %w", err)
+	}
+	d.ipcache = ipc
+	d.ipcCounts = ipcacheCountsArr(d.ipcache)
+	return nil
+}
+
+// readIPCache reads the three ipcache maps from the kernel.
+func (d *Datapath) readIPCache() (map[netip.Prefix]uint32, error) {
+	out := map[netip.Prefix]uint32{}
 	var ik4 [4]byte
 	var iv ceskitIpcacheVal
-	it = d.maps.CeskitIpcache4.Iterate()
+	it := d.maps.CeskitIpcache4.Iterate()
 	for it.Next(&ik4, &iv) {
-		d.ipcache[netip.PrefixFrom(netip.AddrFrom4(ik4), 32)] = iv.Identity
+		out[netip.PrefixFrom(netip.AddrFrom4(ik4), 32)] = iv.Identity
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("read pinned ipcache: %w", err)
+		return nil, fmt.Errorf("ipcache: %w", err)
 	}
 	var ik ceskitIpcacheKey
 	it = d.maps.CeskitIpcache.Iterate()
 	for it.Next(&ik, &iv) {
 		a := netip.AddrFrom16(ik.Addr).Unmap()
-		d.ipcache[netip.PrefixFrom(a, a.BitLen())] = iv.Identity
+		out[netip.PrefixFrom(a, a.BitLen())] = iv.Identity
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("read pinned ipcache: %w", err)
+		return nil, fmt.Errorf("ipcache: %w", err)
 	}
 	var ilk ceskitIpcacheLpmKey
 	it = d.maps.CeskitIpcacheLpm.Iterate()
@@ -283,12 +296,12 @@ func (d *Datapath) restore() error {
 		if a.Is4In6() {
 			a, bits = a.Unmap(), bits-96
 		}
-		d.ipcache[netip.PrefixFrom(a, bits).Masked()] = iv.Identity
+		out[netip.PrefixFrom(a, bits).Masked()] = iv.Identity
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("read pinned ipcache prefixes: %w", err)
+		return nil, fmt.Errorf("ipcache prefixes: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 // classify wraps permission and feature errors in ErrNotSupported.

@@ -174,7 +174,7 @@ func (d *Datapath) reportPolicyPressure() {
 // reportIPCachePressure reports the fill of the ipcache maps from the written state. d.mu is
 // held.
 func (d *Datapath) reportIPCachePressure() {
-	v4, v6, prefixes := ipcacheCounts(d.ipcache)
+	v4, v6, prefixes := d.ipcCounts[0], d.ipcCounts[1], d.ipcCounts[2]
 	met := d.spec.Metrics
 	met.MapPressure(ipcache4Map, v4, d.spec.IPCacheEntries)
 	met.MapPressure(ipcache6Map, v6, d.spec.IPCacheEntries)
@@ -327,7 +327,8 @@ func mapped(a netip.Addr) [16]byte {
 
 // SetIdentities makes the ipcache map every prefix to its identity: host prefixes (/32, /128) go
 // to the exact map, others to the prefix map; prefixes no longer listed are removed. Writes come
-// before deletions.
+// before deletions. It costs time in the size of ids; [Datapath.UpdateIdentities] applies a
+// delta in the size of the delta.
 func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 	for p := range ids {
 		if !p.IsValid() {
@@ -341,30 +342,177 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 	}
 	norm := make(map[netip.Prefix]uint32, len(ids))
 	for p, id := range ids {
-		norm[netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()] = id
+		norm[normPrefix(p)] = id
 	}
+	v4, v6, prefixes := ipcacheCounts(norm)
+	if err := d.checkIPCacheCapacity(v4, v6, prefixes); err != nil {
+		return err
+	}
+	var dels []netip.Prefix
+	for p := range d.ipcache {
+		if _, ok := norm[p]; !ok {
+			dels = append(dels, p)
+		}
+	}
+	if err := d.applyIPCache(norm, dels); err != nil {
+		d.resyncIPCacheState()
+		return err
+	}
+	d.ipcache = norm
+	d.ipcCounts = [3]int{v4, v6, prefixes}
+	d.reportIPCachePressure()
+	return nil
+}
+
+// UpdateIdentities changes the ipcache by a delta: every prefix of set maps to its identity
+// (written only when it differs from what the map holds) and every prefix of remove that the map
+// holds is removed; a prefix in both is set. Other entries stay. Capacity is checked on the
+// result before anything is written. Writes come before deletions. It costs time in the size of
+// the delta, not of the ipcache.
+func (d *Datapath) UpdateIdentities(set map[netip.Prefix]uint32, remove []netip.Prefix) error {
+	for p := range set {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: prefix %s", ErrInvalid, p)
+		}
+	}
+	for _, p := range remove {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: prefix %s to remove", ErrInvalid, p)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	norm := make(map[netip.Prefix]uint32, len(set))
+	for p, id := range set {
+		norm[normPrefix(p)] = id
+	}
+	counts := d.ipcCounts
+	for p := range norm {
+		if _, ok := d.ipcache[p]; !ok {
+			counts[ipcacheClass(p)]++
+		}
+	}
+	var dels []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	for _, p := range remove {
+		q := normPrefix(p)
+		if _, kept := norm[q]; kept || seen[q] {
+			continue
+		}
+		if _, ok := d.ipcache[q]; ok {
+			seen[q] = true
+			dels = append(dels, q)
+			counts[ipcacheClass(q)]--
+		}
+	}
+	if err := d.checkIPCacheCapacity(counts[0], counts[1], counts[2]); err != nil {
+		return err
+	}
+	if err := d.applyIPCache(norm, dels); err != nil {
+		d.resyncIPCacheState()
+		return err
+	}
+	for p, id := range norm {
+		d.ipcache[p] = id
+	}
+	for _, p := range dels {
+		delete(d.ipcache, p)
+	}
+	d.ipcCounts = counts
+	d.reportIPCachePressure()
+	return nil
+}
+
+// normPrefix is the form the ipcache tracks: IPv4-mapped addresses unmapped, prefixes masked.
+func normPrefix(p netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+}
+
+// ipcacheClass is 0 for an IPv4 host address, 1 for an IPv6 one, 2 for another prefix (the
+// index into ipcCounts).
+func ipcacheClass(p netip.Prefix) int {
+	switch {
+	case !p.IsSingleIP():
+		return 2
+	case p.Addr().Is4():
+		return 0
+	}
+	return 1
+}
+
+func ipcacheCountsArr(ids map[netip.Prefix]uint32) [3]int {
+	v4, v6, prefixes := ipcacheCounts(ids)
+	return [3]int{v4, v6, prefixes}
+}
+
+func (d *Datapath) checkIPCacheCapacity(v4, v6, prefixes int) error {
+	if exact := v4 + v6; exact > d.spec.IPCacheEntries || prefixes > d.spec.IPCachePrefixes {
+		return fmt.Errorf("%w: ipcache needs %d addresses and %d prefixes, capacity %d and %d", ErrCapacity, exact, prefixes, d.spec.IPCacheEntries, d.spec.IPCachePrefixes)
+	}
+	return nil
+}
+
+// resyncIPCacheState re-reads the tracked ipcache from the kernel after a failed write, which
+// may have left part of it applied, so that the next call writes whatever differs.
+func (d *Datapath) resyncIPCacheState() {
+	if ipc, err := d.readIPCache(); err == nil {
+		d.ipcache, d.ipcCounts = ipc, ipcacheCountsArr(ipc)
+	}
+}
+
+// applyIPCache writes the entries of ids that differ from the tracked state and deletes dels
+// (all normalised): writes first, so that an address that moves between prefixes is never
+// unmapped, unless a map would overflow before the deletes make room (the result fits: the
+// caller checked), then deletes first.
+func (d *Datapath) applyIPCache(ids map[netip.Prefix]uint32, dels []netip.Prefix) error {
+	var added [3]int
+	for p := range ids {
+		if _, ok := d.ipcache[p]; !ok {
+			added[ipcacheClass(p)]++
+		}
+	}
+	limits := [3]int{d.spec.IPCacheEntries, d.spec.IPCacheEntries, d.spec.IPCachePrefixes}
+	deletesFirst := false
+	for c := range added {
+		if d.ipcCounts[c]+added[c] > limits[c] {
+			deletesFirst = true
+		}
+	}
+	if deletesFirst {
+		if err := d.deleteIPCache(dels); err != nil {
+			return err
+		}
+		return d.writeIPCache(ids)
+	}
+	if err := d.writeIPCache(ids); err != nil {
+		return err
+	}
+	return d.deleteIPCache(dels)
+}
+
+// writeIPCache writes the entries of ids (normalised) that differ from the tracked state.
+func (d *Datapath) writeIPCache(ids map[netip.Prefix]uint32) error {
 	var ek []ceskitIpcacheKey
 	var ev []ceskitIpcacheVal
 	var e4k [][4]byte
 	var e4v []ceskitIpcacheVal
 	var lk []ceskitIpcacheLpmKey
 	var lv []ceskitIpcacheVal
-	for p, id := range norm {
+	for p, id := range ids {
 		if old, ok := d.ipcache[p]; ok && old == id {
 			continue
 		}
-		switch {
-		case p.IsSingleIP() && p.Addr().Is4():
+		switch ipcacheClass(p) {
+		case 0:
 			e4k, e4v = append(e4k, p.Addr().As4()), append(e4v, ceskitIpcacheVal{Identity: id})
-		case p.IsSingleIP():
+		case 1:
 			ek, ev = append(ek, ceskitIpcacheKey{Addr: mapped(p.Addr())}), append(ev, ceskitIpcacheVal{Identity: id})
 		default:
 			lk, lv = append(lk, lpmIPKey(p)), append(lv, ceskitIpcacheVal{Identity: id})
 		}
-	}
-	v4, v6, prefixes := ipcacheCounts(norm)
-	if exact := v4 + v6; exact > d.spec.IPCacheEntries || prefixes > d.spec.IPCachePrefixes {
-		return fmt.Errorf("%w: ipcache needs %d addresses and %d prefixes, capacity %d and %d", ErrCapacity, exact, prefixes, d.spec.IPCacheEntries, d.spec.IPCachePrefixes)
 	}
 	met := d.spec.Metrics
 	if err := batchUpdate(met, ipcache4Map, d.maps.CeskitIpcache4, e4k, e4v); err != nil {
@@ -376,22 +524,25 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 	if err := batchUpdate(met, ipcacheLPMMap, d.maps.CeskitIpcacheLpm, lk, lv); err != nil {
 		return fmt.Errorf("update ipcache prefixes: %w", err)
 	}
+	return nil
+}
+
+// deleteIPCache deletes the (normalised) prefixes from the maps.
+func (d *Datapath) deleteIPCache(dels []netip.Prefix) error {
 	var dk []ceskitIpcacheKey
 	var d4 [][4]byte
 	var dl []ceskitIpcacheLpmKey
-	for p := range d.ipcache {
-		if _, ok := norm[p]; ok {
-			continue
-		}
-		switch {
-		case p.IsSingleIP() && p.Addr().Is4():
+	for _, p := range dels {
+		switch ipcacheClass(p) {
+		case 0:
 			d4 = append(d4, p.Addr().As4())
-		case p.IsSingleIP():
+		case 1:
 			dk = append(dk, ceskitIpcacheKey{Addr: mapped(p.Addr())})
 		default:
 			dl = append(dl, lpmIPKey(p))
 		}
 	}
+	met := d.spec.Metrics
 	if err := batchDelete(met, ipcache4Map, d.maps.CeskitIpcache4, d4); err != nil {
 		return fmt.Errorf("delete from ipcache: %w", err)
 	}
@@ -401,8 +552,6 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 	if err := batchDelete(met, ipcacheLPMMap, d.maps.CeskitIpcacheLpm, dl); err != nil {
 		return fmt.Errorf("delete from ipcache prefixes: %w", err)
 	}
-	d.ipcache = norm
-	d.reportIPCachePressure()
 	return nil
 }
 
