@@ -65,7 +65,13 @@ type Agent struct {
 	forget     map[policy.PolicyRef]bool // deleted: forget their cookies after the next pass
 	sources    map[string]string
 	dirty      map[string]time.Time // local endpoint → when to sync it next
-	ipcDirty   bool
+	ipcDirty   bool                 // the ipcache needs a full rebuild (ipcache.go)
+	ipcEPs     map[string]bool      // endpoints whose addresses the next pass recomputes
+	ipc        map[netip.Prefix]uint32
+	ipcByIP    map[netip.Prefix]map[string]uint32 // host prefix → endpoints holding it → identity
+	ipcClaims  map[string][]netip.Prefix          // endpoint → the host prefixes it holds
+	ipcNodes   map[netip.Prefix]uint32            // node addresses → host or remote-node
+	ipcNamed   map[netip.Prefix]bool              // host prefixes policies name
 	synced     bool
 	ready      bool
 
@@ -118,16 +124,7 @@ func New(restConfig *rest.Config, nodeName string, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	a := &Agent{
-		cfg: cfg, node: nodeName, log: cfg.logger("agent"), cookies: &policymap.Cookies{}, wake: make(chan struct{}, 1),
-		endpoints: map[string]*endpointState{}, byIdentity: map[identity.NumericIdentity]map[string]bool{},
-		identities: map[identity.NumericIdentity]identity.Labels{}, nodes: map[string]policy.Node{},
-		localIPs: map[netip.Addr]bool{}, local: map[string]*localState{}, dpIDs: map[uint32]string{},
-		policies: map[policy.PolicyRef][]netip.Prefix{}, invalid: map[policy.PolicyRef]InvalidPolicy{},
-		forget: map[policy.PolicyRef]bool{}, sources: map[string]string{}, dirty: map[string]time.Time{},
-		verdicts: map[string]uint64{},
-	}
-	a.res = &resolver{cookies: a.cookies}
+	a := newState(cfg, nodeName)
 
 	sc, err := slicer.NewClient(restConfig)
 	if err != nil {
@@ -190,6 +187,21 @@ func New(restConfig *rest.Config, nodeName string, cfg Config) (*Agent, error) {
 		}
 	}
 	return a, nil
+}
+
+// newState is an Agent's state with no clients yet: what New builds on, and the unit tests use.
+func newState(cfg Config, nodeName string) *Agent {
+	a := &Agent{
+		cfg: cfg, node: nodeName, log: cfg.logger("agent"), cookies: &policymap.Cookies{}, wake: make(chan struct{}, 1),
+		endpoints: map[string]*endpointState{}, byIdentity: map[identity.NumericIdentity]map[string]bool{},
+		identities: map[identity.NumericIdentity]identity.Labels{}, nodes: map[string]policy.Node{},
+		localIPs: map[netip.Addr]bool{}, local: map[string]*localState{}, dpIDs: map[uint32]string{},
+		policies: map[policy.PolicyRef][]netip.Prefix{}, invalid: map[policy.PolicyRef]InvalidPolicy{},
+		forget: map[policy.PolicyRef]bool{}, sources: map[string]string{}, dirty: map[string]time.Time{},
+		verdicts: map[string]uint64{},
+	}
+	a.res = &resolver{cookies: a.cookies}
+	return a
 }
 
 // Engine returns the agent's policy engine, for reading (MapState, Explain, Identity). Changing
@@ -392,7 +404,7 @@ func (a *Agent) endpointDeleted(ep *slicer.Endpoint) {
 		a.noteLocked(u)
 	}
 	a.updateLocalityLocked(key, nil)
-	a.ipcDirty = true
+	a.markIPCacheLocked(key)
 	a.wakeSyncer()
 }
 
@@ -433,7 +445,7 @@ func (a *Agent) applyEndpointLocked(key string) {
 		a.log.Debug("endpoint not in policy", "endpoint", key, "reason", problem)
 	}
 	a.updateLocalityLocked(key, st)
-	a.ipcDirty = true
+	a.markIPCacheLocked(key)
 	a.wakeSyncer()
 }
 
@@ -570,12 +582,12 @@ func (a *Agent) noteLocked(u policy.Update) {
 		if _, ok := a.local[key]; ok {
 			a.markDirtyLocked(key)
 		}
+		a.markIPCacheLocked(key) // ModeSpec may give it another effective identity
 		if d.Err != nil {
 			a.log.Warn("endpoint policy does not fit: failing closed", "endpoint", key, "error", d.Err)
 		}
 	}
 	if len(u.Diffs) > 0 {
-		a.ipcDirty = true // ModeSpec may give endpoints other effective identities
 		a.wakeSyncer()
 	}
 }
@@ -769,6 +781,8 @@ func (a *Agent) onPolicy(obj any, deleted bool) {
 		a.cidrIDs = nil
 		a.forget[ref] = true
 		a.noteLocked(u)
+		a.ipcDirty = true // the prefixes it named leave the ipcache
+		a.wakeSyncer()
 		a.log.Info("policy deleted", "policy", ref.String(), "endpoints_changed", len(u.Diffs))
 	case err != nil:
 		inv := InvalidPolicy{Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name, Error: err.Error(), KeptPrevious: held, Since: time.Now()}

@@ -65,24 +65,16 @@ func (a *Agent) syncOnce() time.Duration {
 		}
 	}
 	slices.SortFunc(jobs, func(x, y syncJob) int { return strings.Compare(x.key, y.key) })
-	ipc := a.ipcDirty
-	var prefixes map[netip.Prefix]uint32
-	if ipc {
-		prefixes = a.ipcacheLocked()
-		a.ipcDirty = false
-		a.ipcacheSize = len(prefixes)
-	}
+	ipc := a.planIPCacheLocked()
 	forget := a.forget
 	a.forget = map[policy.PolicyRef]bool{}
 	a.mu.Unlock()
 
-	if ipc && a.cfg.Datapath != nil {
-		if err := a.cfg.Datapath.SetIdentities(prefixes); err != nil {
-			a.recordError("write ipcache", err)
-			a.mu.Lock()
-			a.ipcDirty = true
-			a.mu.Unlock()
-		}
+	if err := ipc.apply(a.cfg.Datapath); err != nil {
+		a.recordError("write ipcache", err)
+		a.mu.Lock()
+		a.ipcDirty = true
+		a.mu.Unlock()
 	}
 	for _, j := range jobs {
 		a.syncEndpoint(j)
@@ -261,40 +253,6 @@ func (a *Agent) finishSync(j syncJob, res syncResult) {
 		a.dirty[j.key] = time.Now().Add(min(backoff, a.cfg.RetryMaxDelay))
 	}
 	a.log.Warn("endpoint sync failed; retrying", "endpoint", j.key, "failures", ls.failures, "error", res.err)
-}
-
-// ipcacheLocked maps every known address to its identity: endpoints to their effective identity
-// (the engine's, or the slice's number for endpoints the engine does not hold), the local node to
-// host (1) and other nodes to remote-node (6), and every prefix a policy names to the CIDR
-// identity the engine gave it. Addresses outside all of these are the world (2) in the
-// datapath.
-func (a *Agent) ipcacheLocked() map[netip.Prefix]uint32 {
-	out := map[netip.Prefix]uint32{}
-	for _, n := range a.nodes {
-		id := uint32(identity.ReservedRemoteNode)
-		if n.Local {
-			id = uint32(identity.ReservedHost)
-		}
-		for _, ip := range n.IPs {
-			out[netip.PrefixFrom(ip, ip.BitLen())] = id
-		}
-	}
-	for key, st := range a.endpoints {
-		id := uint32(st.identity)
-		if st.inEngine {
-			if eid, err := a.engine.Identity(key); err == nil {
-				id = uint32(eid)
-			}
-		}
-		if id == 0 {
-			continue
-		}
-		for _, ip := range st.ep.IPs() {
-			out[netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())] = id
-		}
-	}
-	a.addCIDRIdentitiesLocked(out)
-	return out
 }
 
 // addCIDRIdentitiesLocked adds the prefixes the policies name (ipBlock, fromCIDR, toCIDR,
