@@ -19,9 +19,9 @@ lab: $(CONTROLPLANE)
 test: $(CONTROLPLANE)
 	$(GO) test -race -count=1 ./...
 
-## bench: the slicer, identity, policy and datapath benchmarks (about 11 minutes; datapath needs root).
+## bench: the slicer, identity, policy, datapath, monitor, azure, exporter and agent benchmarks (about 11 minutes; datapath needs root).
 bench: $(CONTROLPLANE)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/ ./datapath/monitor/ ./azure/ ./observe/azmonitor/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 30m ./slicer/ ./identity/ ./policy/ ./datapath/ ./datapath/monitor/ ./azure/ ./observe/azmonitor/ ./examples/agent/agent/
 
 ## scale: the 100,000-endpoint / 5,000-node scale benchmark (slicer/README.md, "Scale"; ~15 min).
 scale: $(CONTROLPLANE)
