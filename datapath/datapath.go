@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,6 +156,10 @@ type endpoint struct {
 	links   []link.Link
 	written materialized
 	entries []Entry
+	// pinned are the link pins found for the endpoint under Spec.PinPath at Load: links an
+	// earlier process attached, still enforcing. AttachEndpoint reuses those of the interface it
+	// attaches to and removes the others; DetachEndpoint removes them all.
+	pinned []string
 }
 
 // Load loads the datapath's maps (reusing pinned ones under Spec.PinPath). Programs are loaded
@@ -201,6 +207,10 @@ func Load(spec Spec) (*Datapath, error) {
 		// Pinned maps keep what an earlier process wrote: take it as written, so that the
 		// first syncs replace it and delete what is stale.
 		if err := d.restore(); err != nil {
+			d.maps.Close()
+			return nil, err
+		}
+		if err := d.restorePinnedLinks(); err != nil {
 			d.maps.Close()
 			return nil, err
 		}
@@ -265,6 +275,63 @@ func (d *Datapath) restore() error {
 	d.ipcache = ipc
 	d.ipcCounts = ipcacheCountsArr(d.ipcache)
 	return nil
+}
+
+// linkPinPattern names an endpoint's pinned links: endpoint ID, direction, interface index.
+const linkPinPattern = "link_ep%d_%s_if%d"
+
+// restorePinnedLinks records, per endpoint, the links an earlier process pinned.
+func (d *Datapath) restorePinnedLinks() error {
+	paths, err := filepath.Glob(filepath.Join(d.spec.PinPath, "link_ep*"))
+	if err != nil {
+		return fmt.Errorf("list pinned links: %w", err)
+	}
+	for _, path := range paths {
+		var id uint32
+		var dir string
+		var ifindex int
+		base := filepath.Base(path)
+		if n, err := fmt.Sscanf(strings.ReplaceAll(base, "_", " "), "link ep%d %s if%d", &id, &dir, &ifindex); err != nil || n != 3 {
+			d.spec.Logger.Warn("ignoring a pinned file that is not an endpoint link", "path", path)
+			continue
+		}
+		ep := d.endpoint(id)
+		ep.pinned = append(ep.pinned, path)
+	}
+	return nil
+}
+
+// removePins unpins and closes the pinned links at paths (missing files are fine): a link
+// neither pinned nor held detaches its program.
+func removePins(paths []string) error {
+	var errs []error
+	for _, path := range paths {
+		l, err := link.LoadPinnedLink(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("load pinned link %s: %w", path, err))
+			continue
+		}
+		errs = append(errs, l.Unpin(), l.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Endpoints returns, sorted, the IDs of the endpoints the Datapath holds anything for: synced,
+// attached, or, with Spec.PinPath, left by an earlier process (policy entries in the pinned
+// maps, pinned links). An agent that restarts compares them with the endpoints it still has and
+// detaches the others ([Datapath.DetachEndpoint]), so that nothing of a deleted endpoint stays.
+func (d *Datapath) Endpoints() []uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := make([]uint32, 0, len(d.endpoints))
+	for id := range d.endpoints {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // readIPCache reads the three ipcache maps from the kernel.
@@ -484,7 +551,7 @@ func (d *Datapath) AttachEndpoint(id uint32, a Attachment) error {
 		}
 		pin := ""
 		if d.spec.PinPath != "" {
-			pin = filepath.Join(d.spec.PinPath, fmt.Sprintf("link_ep%d_%s_if%d", id, dir, a.Ifindex))
+			pin = filepath.Join(d.spec.PinPath, fmt.Sprintf(linkPinPattern, id, dir, a.Ifindex))
 			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 				if err := l.Update(prog); err != nil {
 					l.Close()
@@ -510,11 +577,25 @@ func (d *Datapath) AttachEndpoint(id uint32, a Attachment) error {
 		}
 		ep.links = append(ep.links, l)
 	}
+	if len(ep.pinned) > 0 {
+		// Links an earlier process pinned on another interface (the pod's veth was replaced)
+		// would hold their programs for ever.
+		var stale []string
+		for _, path := range ep.pinned {
+			if !strings.HasSuffix(path, fmt.Sprintf("_if%d", a.Ifindex)) {
+				stale = append(stale, path)
+			}
+		}
+		ep.pinned = nil
+		if err := removePins(stale); err != nil {
+			return fmt.Errorf("remove endpoint %d's links on other interfaces: %w", id, err)
+		}
+	}
 	return nil
 }
 
-// DetachEndpoint detaches the endpoint's programs (unpinning their links), removes its policy
-// entries and closes its programs.
+// DetachEndpoint detaches the endpoint's programs (unpinning their links, and removing the links
+// an earlier process pinned for it), removes its policy entries and closes its programs.
 func (d *Datapath) DetachEndpoint(id uint32) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -531,6 +612,8 @@ func (d *Datapath) DetachEndpoint(id uint32) error {
 			errs = append(errs, l.Unpin())
 		}
 	}
+	errs = append(errs, removePins(ep.pinned))
+	ep.pinned = nil
 	errs = append(errs, d.writePolicy(id, ep, materialized{exact: map[ceskitPolicyKey]ceskitPolicyVal{}, lpm: map[ceskitPolicyLpmKey]ceskitPolicyVal{}}))
 	errs = append(errs, ep.close())
 	delete(d.endpoints, id)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -740,6 +741,85 @@ func TestPinRestart(t *testing.T) {
 	}
 	if pinned, _ := filepath.Glob(filepath.Join(pins, "link_*")); len(pinned) != 0 {
 		t.Errorf("pinned links after DetachEndpoint: %v, want none", pinned)
+	}
+}
+
+// TestPinRestartStaleEndpoint: a new Datapath on the same pins lists the endpoints an earlier
+// process left (Endpoints), and DetachEndpoint removes one that is gone without re-attaching it:
+// its pinned links (so its programs leave the veth) and its policy entries. An endpoint attached
+// again on another interface (its pod's veth was replaced) loses the links of the old one.
+func TestPinRestartStaleEndpoint(t *testing.T) {
+	tp := e2eNewTopo(t)
+	w := e2eNewWorld(t, tp)
+	pins := filepath.Join(e2eBPFFS(t), "ceskit")
+	spec := datapath.Spec{PinPath: pins}
+	var want []uint32
+	for _, id := range w.ids {
+		want = append(want, id)
+	}
+	slices.Sort(want)
+
+	for _, reattach := range []bool{false, true} {
+		d1 := e2eLoad(t, spec)
+		if _, err := adaptSync(d1, w.engine, w.eps, w.ids); err != nil {
+			t.Fatal(err)
+		}
+		e2eAttach(t, d1, tp)
+		if err := d1.Close(); err != nil {
+			t.Fatal(err)
+		}
+		d2 := e2eLoad(t, spec)
+		if got := d2.Endpoints(); !slices.Equal(got, want) {
+			t.Errorf("Endpoints after the restart = %v, want %v (synced and pinned by the first process)", got, want)
+		}
+		if reattach {
+			// The server's endpoint comes back on another interface.
+			dummy := tp.prefix + "v9"
+			e2eRun(t, "ip", "-n", tp.node, "link", "add", dummy, "type", "veth", "peer", "name", tp.prefix+"v8")
+			e2eRun(t, "ip", "-n", tp.node, "link", "set", dummy, "up")
+			err := e2eInNS(tp.node, func() error {
+				ifi, err := net.InterfaceByName(dummy)
+				if err != nil {
+					return err
+				}
+				return d2.AttachEndpoint(e2eServerEP, datapath.Attachment{Ifindex: ifi.Index, HostSide: true})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if err := d2.DetachEndpoint(e2eServerEP); err != nil {
+			t.Fatal(err)
+		}
+		if in, eg := e2eTCXPrograms(t, tp); in != 0 || eg != 0 {
+			t.Errorf("reattach=%t: tcx programs on the old veth: ingress %d, egress %d, want none", reattach, in, eg)
+		}
+		pinned, _ := filepath.Glob(filepath.Join(pins, fmt.Sprintf("link_ep%d_*_if%d", e2eServerEP, tp.srvHostIfindex)))
+		if len(pinned) != 0 {
+			t.Errorf("reattach=%t: pinned links on the old veth: %v, want none", reattach, pinned)
+		}
+		if !reattach {
+			if got := d2.Endpoints(); slices.Contains(got, e2eServerEP) {
+				t.Errorf("Endpoints after DetachEndpoint = %v, still has %d", got, e2eServerEP)
+			}
+		}
+		if err := d2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		d3 := e2eLoad(t, spec)
+		if got := d3.Endpoints(); slices.Contains(got, e2eServerEP) != reattach {
+			t.Errorf("reattach=%t: Endpoints of a third process = %v", reattach, got)
+		}
+		for _, id := range d3.Endpoints() {
+			if err := d3.DetachEndpoint(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d3.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if rest, _ := filepath.Glob(filepath.Join(pins, "link_*")); len(rest) != 0 {
+			t.Errorf("pinned links after detaching everything: %v", rest)
+		}
 	}
 }
 
