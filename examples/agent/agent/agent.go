@@ -75,12 +75,14 @@ type Agent struct {
 	synced     bool
 	ready      bool
 
-	ipcacheSize int
-	syncs       uint64
-	syncErrors  uint64
-	verdicts    map[string]uint64
-	lastErr     string
-	lastErrAt   time.Time
+	ipcacheSize  int
+	pruned       bool // the datapath's endpoints from an earlier run were checked (sync.go)
+	staleRemoved int
+	syncs        uint64
+	syncErrors   uint64
+	verdicts     map[string]uint64
+	lastErr      string
+	lastErrAt    time.Time
 }
 
 // endpointState is one endpoint of the cluster.

@@ -23,6 +23,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ceskit/ceskit/datapath"
@@ -607,5 +608,111 @@ func TestDatapathFailClosed(t *testing.T) {
 	})
 	if err := tcpEcho(n.a, netip.AddrPortFrom(n.bIP, 8080), 3*time.Second); err != nil {
 		t.Errorf("a → b TCP 8080 after recovery: %v", err)
+	}
+}
+
+// TestPinnedRestartRemovesStale: with a pinned datapath, an endpoint deleted while the agent was
+// down loses its programs and policy entries when the agent comes back (they would otherwise stay
+// in the pinned maps and links for ever), while one that stayed keeps its programs.
+func TestPinnedRestartRemovesStale(t *testing.T) {
+	n := newNode(t)
+	c := newCluster(t)
+	ns := c.namespace("pin")
+	c.node("nd-pin", "192.168.61.10")
+	c.identity(2101, ns, map[string]string{"app": "a"})
+	c.identity(2102, ns, map[string]string{"app": "b"})
+	c.slice("ces-pin-1", ns,
+		ep("a-1", 2101, n.aIP.String(), "192.168.61.10"),
+		ep("b-1", 2102, n.bIP.String(), "192.168.61.10"))
+	bpffs := filepath.Join(t.TempDir(), "bpffs")
+	if err := os.Mkdir(bpffs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(bpffs, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount bpffs: %v", err)
+		}
+	})
+	spec := datapath.Spec{PinPath: filepath.Join(bpffs, "ceskit")}
+	config := func(d *datapath.Datapath) Config {
+		return Config{
+			Datapath: d, Netns: n.netnsPath,
+			Attach:  n.nameRule(map[string]string{"a-1": n.hostA, "b-1": n.hostB}),
+			Watcher: slicer.WatcherConfig{HeartbeatLease: "-", DeleteGrace: 100 * time.Millisecond},
+			Logger:  testLogger(t),
+		}
+	}
+	attached := func(a *Agent, want ...string) func() string {
+		return func() string {
+			st := a.Status()
+			if !st.Ready || !slices.Equal(localNames(st), want) {
+				return fmt.Sprintf("ready=%v local=%v", st.Ready, localNames(st))
+			}
+			for _, l := range st.LocalEndpoints {
+				if l.Interface == "" || l.Error != "" || l.DatapathEntries == 0 {
+					return fmt.Sprintf("%+v", l)
+				}
+			}
+			return ""
+		}
+	}
+
+	// First run: both endpoints attached, through pinned links.
+	d1, err := datapath.Load(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, err := New(api(t), "nd-pin", config(d1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a1.Run(ctx) }()
+	eventually(t, "first run: both endpoints attached", attached(a1, ns+"/a-1", ns+"/b-1"))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	aID, bID := DatapathID(ns+"/a-1"), DatapathID(ns+"/b-1")
+
+	// b-1 goes while no agent runs; its programs stay attached through the pins.
+	c.updateSlice("ces-pin-1", func(s *ciliumv2alpha1.CiliumEndpointSlice) { s.Endpoints = s.Endpoints[:1] })
+	if in, eg := n.tcxPrograms(t, n.hostB); in != 1 || eg != 1 {
+		t.Fatalf("b's veth with no agent: tcx programs %d and %d, want the pinned 1 and 1", in, eg)
+	}
+
+	d2 := loadDatapath(t, spec)
+	if got := d2.Endpoints(); !slices.Equal(got, slices.Sorted(slices.Values([]uint32{aID, bID}))) {
+		t.Fatalf("restored endpoints %v, want a-1's %d and b-1's %d", got, aID, bID)
+	}
+	a2 := startAgent(t, api(t), "nd-pin", config(d2))
+	eventually(t, "second run: a-1 attached", attached(a2, ns+"/a-1"))
+	eventually(t, "b-1's leftovers removed", func() string {
+		if st := a2.Status(); st.StaleEndpointsRemoved != 1 {
+			return fmt.Sprintf("stale endpoints removed: %d", st.StaleEndpointsRemoved)
+		}
+		return ""
+	})
+	if got := d2.Endpoints(); !slices.Equal(got, []uint32{aID}) {
+		t.Errorf("datapath endpoints %v, want only a-1's %d", got, aID)
+	}
+	if in, eg := n.tcxPrograms(t, n.hostB); in != 0 || eg != 0 {
+		t.Errorf("b's veth: tcx programs %d and %d, want none", in, eg)
+	}
+	if in, eg := n.tcxPrograms(t, n.hostA); in != 1 || eg != 1 {
+		t.Errorf("a's veth: tcx programs %d and %d, want 1 and 1 (replaced in place)", in, eg)
+	}
+	if left, _ := filepath.Glob(filepath.Join(spec.PinPath, fmt.Sprintf("link_ep%d_*", bID))); len(left) != 0 {
+		t.Errorf("b-1's pinned links remain: %v", left)
+	}
+	if e := d2.Entries(bID); len(e) != 0 {
+		t.Errorf("b-1's policy entries remain: %d", len(e))
 	}
 }

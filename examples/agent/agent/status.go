@@ -61,6 +61,10 @@ type Status struct {
 	// DatapathErrors the failed ones.
 	DatapathSyncs  uint64 `json:"datapathSyncs"`
 	DatapathErrors uint64 `json:"datapathErrors"`
+	// StaleEndpointsRemoved counts the datapath endpoints an earlier run left (with
+	// --bpf-pin-path: pinned links and policy entries) for endpoints that are no longer local,
+	// removed at the first pass after the sync.
+	StaleEndpointsRemoved int `json:"staleEndpointsRemoved"`
 	// Verdicts counts the flows of verdict events by verdict (FORWARDED, DROPPED, AUDIT).
 	Verdicts map[string]uint64 `json:"verdicts"`
 	// MonitorEvents and SinkErrors are the monitor's counts.
@@ -127,22 +131,23 @@ func (a *Agent) Status() Status {
 	ws := a.watcher.Status()
 	a.mu.Lock()
 	st := Status{
-		Node:           a.node,
-		Mode:           ModeNoDatapath,
-		Synced:         a.synced,
-		Ready:          a.ready,
-		Watcher:        ws,
-		Endpoints:      len(a.endpoints),
-		Identities:     len(a.identities),
-		Nodes:          len(a.nodes),
-		Policies:       len(a.policies),
-		PolicySources:  maps.Clone(a.sources),
-		IPCache:        a.ipcacheSize,
-		DatapathSyncs:  a.syncs,
-		DatapathErrors: a.syncErrors,
-		Verdicts:       maps.Clone(a.verdicts),
-		LastError:      a.lastErr,
-		LastErrorTime:  a.lastErrAt,
+		Node:                  a.node,
+		Mode:                  ModeNoDatapath,
+		Synced:                a.synced,
+		Ready:                 a.ready,
+		Watcher:               ws,
+		Endpoints:             len(a.endpoints),
+		Identities:            len(a.identities),
+		Nodes:                 len(a.nodes),
+		Policies:              len(a.policies),
+		PolicySources:         maps.Clone(a.sources),
+		IPCache:               a.ipcacheSize,
+		DatapathSyncs:         a.syncs,
+		DatapathErrors:        a.syncErrors,
+		StaleEndpointsRemoved: a.staleRemoved,
+		Verdicts:              maps.Clone(a.verdicts),
+		LastError:             a.lastErr,
+		LastErrorTime:         a.lastErrAt,
 	}
 	if a.cfg.Datapath != nil {
 		st.Mode = ModeDatapath

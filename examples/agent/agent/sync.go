@@ -65,6 +65,10 @@ func (a *Agent) syncOnce() time.Duration {
 		}
 	}
 	slices.SortFunc(jobs, func(x, y syncJob) int { return strings.Compare(x.key, y.key) })
+	if !a.pruned {
+		a.pruned = true
+		a.pruneStaleLocked()
+	}
 	ipc := a.planIPCacheLocked()
 	forget := a.forget
 	a.forget = map[policy.PolicyRef]bool{}
@@ -99,6 +103,29 @@ func (a *Agent) syncOnce() time.Duration {
 		}
 	}
 	return next
+}
+
+// pruneStaleLocked detaches, once after the sync, the datapath endpoints that no local endpoint
+// holds: with Spec.PinPath, the pinned links and policy entries of endpoints deleted while the
+// agent was down. It runs under the agent's lock so that no endpoint takes one of those IDs
+// meanwhile.
+func (a *Agent) pruneStaleLocked() {
+	dp := a.cfg.Datapath
+	if dp == nil {
+		return
+	}
+	for _, id := range dp.Endpoints() {
+		if _, ok := a.dpIDs[id]; ok {
+			continue
+		}
+		if err := dp.DetachEndpoint(id); err != nil {
+			a.lastErr, a.lastErrAt = fmt.Sprintf("remove stale datapath endpoint %d: %v", id, err), time.Now()
+			a.log.Warn("remove stale datapath endpoint", "datapathID", id, "error", err)
+			continue
+		}
+		a.staleRemoved++
+		a.log.Info("removed a datapath endpoint left by an earlier run", "datapathID", id)
+	}
 }
 
 // syncEndpoint makes the datapath hold one local endpoint's current policy, attached to its
