@@ -11,10 +11,10 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/ceskit/ceskit/identity/ciliumv2"
+	"github.com/ceskit/ceskit/internal/discovery"
 	"github.com/ceskit/ceskit/internal/retry"
 )
 
@@ -187,19 +187,14 @@ func untilServed(ctx context.Context, log *slog.Logger, c *Client) error {
 }
 
 func checkServed(c *Client) error {
-	res, err := c.Kube.Discovery().ServerResourcesForGroupVersion(ciliumv2.SchemeGroupVersion.String())
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("%w: %s", ErrCRDMissing, ciliumv2.SchemeGroupVersion)
-		}
-		return fmt.Errorf("discover %s: %w", ciliumv2.SchemeGroupVersion, err)
+	ok, err := discovery.Served(c.Kube.Discovery(), ciliumv2.SchemeGroupVersion.String(), "ciliumidentities")
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("%w: ciliumidentities.%s", ErrCRDMissing, ciliumv2.SchemeGroupVersion)
 	}
-	for _, r := range res.APIResources {
-		if r.Name == "ciliumidentities" {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: ciliumidentities.%s", ErrCRDMissing, ciliumv2.SchemeGroupVersion.Group)
+	return nil
 }
 
 // HasSynced reports whether the cache is synced and the holder record restored.

@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/ceskit/ceskit/identity/ciliumv2"
+	"github.com/ceskit/ceskit/internal/discovery"
 	"github.com/ceskit/ceskit/internal/retry"
 )
 
@@ -296,19 +297,7 @@ func (g *GC) Run(ctx context.Context) error {
 }
 
 func resourceServed(c *Client, gvr schema.GroupVersionResource) (bool, error) {
-	res, err := c.Kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("discover %s: %w", gvr.GroupVersion(), err)
-	}
-	for _, r := range res.APIResources {
-		if r.Name == gvr.Resource {
-			return true, nil
-		}
-	}
-	return false, nil
+	return discovery.Served(c.Kube.Discovery(), gvr.GroupVersion().String(), gvr.Resource)
 }
 
 // Sources returns the resources the collector watches for references, once Run has started.

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/ceskit/ceskit/internal/discovery"
 	"github.com/ceskit/ceskit/internal/retry"
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
 	"github.com/ceskit/ceskit/slicer/ciliumv2alpha1"
@@ -241,11 +242,11 @@ func (c *Controller) checkServed(ctx context.Context) error {
 	}
 	var missing []string
 	for _, gvr := range need {
-		list, err := c.client.Kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("discover %s: %w", gvr.GroupVersion(), err)
+		ok, err := discovery.Served(c.client.Kube.Discovery(), gvr.GroupVersion().String(), gvr.Resource)
+		if err != nil {
+			return err
 		}
-		if list == nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == gvr.Resource }) {
+		if !ok {
 			missing = append(missing, gvr.Resource+"."+gvr.GroupVersion().String())
 		}
 	}

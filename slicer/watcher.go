@@ -20,6 +20,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/ceskit/ceskit/internal/discovery"
 	"github.com/ceskit/ceskit/slicer/ciliumv2"
 	"github.com/ceskit/ceskit/slicer/ciliumv2alpha1"
 )
@@ -502,14 +503,7 @@ func (w *Watcher) served(ctx context.Context, gv, resource string) (bool, error)
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	list, err := w.client.Kube.Discovery().ServerResourcesForGroupVersion(gv)
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == resource }), nil
+	return discovery.Served(w.client.Kube.Discovery(), gv, resource)
 }
 
 // maybeSwitch checks the slices' availability and switches source when it says so. It reports

@@ -13,11 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ceskit/ceskit/internal/discovery"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/slicer"
 )
@@ -255,11 +254,11 @@ func checkCRDs(client *slicer.Client) error {
 		{"cilium.io/v2", "ciliumendpoints"},
 		{"cilium.io/v2alpha1", "ciliumendpointslices"},
 	} {
-		list, err := client.Kube.Discovery().ServerResourcesForGroupVersion(want.gv)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("discover %s: %w", want.gv, err)
+		ok, err := discovery.Served(client.Kube.Discovery(), want.gv, want.name)
+		if err != nil {
+			return err
 		}
-		if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == want.name }) {
+		if !ok {
 			return fmt.Errorf("the cluster does not serve %s (%s): attach to a cluster running Cilium with CiliumEndpointSlices enabled (AKS with Azure CNI powered by Cilium)", want.name, want.gv)
 		}
 	}

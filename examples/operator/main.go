@@ -39,20 +39,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ceskit/ceskit/identity"
+	"github.com/ceskit/ceskit/internal/discovery"
 	"github.com/ceskit/ceskit/internal/kubeconfig"
 	"github.com/ceskit/ceskit/slicer"
 )
@@ -486,11 +484,11 @@ func checkCRDs(client *slicer.Client, gc bool) error {
 		need = append(need, resource{"cilium.io/v2", "ciliumidentities", "pass --identity-gc=false where identities are not CRDs (kvstore mode), or --install-crds on a cluster without Cilium"})
 	}
 	for _, want := range need {
-		list, err := client.Kube.Discovery().ServerResourcesForGroupVersion(want.gv)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("discover %s: %w", want.gv, err)
+		ok, err := discovery.Served(client.Kube.Discovery(), want.gv, want.name)
+		if err != nil {
+			return err
 		}
-		if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == want.name }) {
+		if !ok {
 			return fmt.Errorf("the API server does not serve %s (%s): %s", want.name, want.gv, want.advice)
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ceskit/ceskit/internal/discovery"
 )
 
 // Decode parses one or more YAML documents holding CRDs.
@@ -101,16 +103,8 @@ func Install(ctx context.Context, cfg *rest.Config, crds []*apiextensionsv1.Cust
 			}
 			gv := crd.Spec.Group + "/" + v.Name
 			err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-				res, err := cs.Discovery().ServerResourcesForGroupVersion(gv)
-				if err != nil {
-					return false, nil
-				}
-				for _, r := range res.APIResources {
-					if r.Name == crd.Spec.Names.Plural {
-						return true, nil
-					}
-				}
-				return false, nil
+				ok, err := discovery.Served(cs.Discovery(), gv, crd.Spec.Names.Plural)
+				return ok && err == nil, nil
 			})
 			if err != nil {
 				return fmt.Errorf("wait for %s.%s to be served: %w", crd.Spec.Names.Plural, gv, err)

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/ceskit/ceskit/internal/discovery"
 	"github.com/ceskit/ceskit/policy/ciliumv2"
 )
 
@@ -143,20 +144,5 @@ func RequiredAccess(cfg Config) []Access {
 
 // served reports which of resources the API server serves in group version gv.
 func served(kube kubernetes.Interface, gv schema.GroupVersion, resources ...string) (map[string]bool, error) {
-	out := map[string]bool{}
-	list, err := kube.Discovery().ServerResourcesForGroupVersion(gv.String())
-	if err != nil {
-		if isNotFound(err) {
-			return out, nil
-		}
-		return nil, fmt.Errorf("discover %s: %w", gv, err)
-	}
-	for _, r := range list.APIResources {
-		for _, want := range resources {
-			if r.Name == want {
-				out[want] = true
-			}
-		}
-	}
-	return out, nil
+	return discovery.ServedOf(kube.Discovery(), gv.String(), resources...)
 }
