@@ -614,3 +614,70 @@ func TestRunRetriesDiscovery(t *testing.T) {
 		}
 	}
 }
+
+// TestAllocateRetriesNetworkErrors times out every write of an allocator (half of them after
+// reaching the server, so some were applied): Allocate must keep trying rounds rather than
+// return the network error, and succeed with one identity per label set once writes get through.
+func TestAllocateRetriesNetworkErrors(t *testing.T) {
+	e := newEnv(t)
+	in := chaos.New(chaos.Faults{})
+	c, err := identity.NewClient(in.WrapConfig(api(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := identity.NewCRDAllocator(c, identity.Config{Holder: "node-net", Namespace: e.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for !a.HasSynced() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	in.SetFaults(chaos.Faults{TimeoutRate: 1, Timeout: 30 * time.Millisecond, Seed: 5, Only: chaos.Writes})
+	type result struct {
+		id  identity.NumericIdentity
+		err error
+	}
+	results := make(chan result, 4)
+	for i := range 4 {
+		lbls, err := identity.ParseLabels("k8s:app=net-" + strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			id, err := a.Allocate(ctx, lbls)
+			results <- result{id, err}
+		}()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for in.Stats().Timeouts < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d writes timed out", in.Stats().Timeouts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case r := <-results:
+		t.Fatalf("Allocate returned while every write timed out: %d, %v", r.id, r.err)
+	default:
+	}
+	in.SetFaults(chaos.Faults{})
+	seen := map[identity.NumericIdentity]bool{}
+	for range 4 {
+		r := <-results
+		if r.err != nil || r.id == 0 || seen[r.id] {
+			t.Errorf("Allocate = %d, %v; want a distinct identity", r.id, r.err)
+		}
+		seen[r.id] = true
+	}
+	st := in.Stats()
+	t.Logf("%d writes timed out (%d of them sent), then 4 identities allocated", st.Timeouts, st.TimeoutsSent)
+}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 
 	"github.com/ceskit/ceskit/identity/ciliumv2"
 )
@@ -117,10 +119,21 @@ func (a *CRDAllocator) byClaim(ctx context.Context, key string) (NumericIdentity
 	return c.id, "cached", true
 }
 
-// isTransient reports API errors worth another round.
+// isTransient reports errors worth another round: API errors that say "later" (timeouts, 429,
+// 503, 500) and failed connections (a timeout, a refused or reset connection, a stream cut short,
+// as while the API server restarts). A write whose response was lost may have been applied; the
+// next round reads the claim and finds it, as after a lost race. The rounds stop when ctx ends.
 func isTransient(err error) bool {
-	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
-		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err)
+	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller's context: not the server's fault
+	}
+	var ne net.Error
+	return (errors.As(err, &ne) && ne.Timeout()) || utilnet.IsConnectionRefused(err) ||
+		utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
 }
 
 // round is one round of the allocation protocol (see the package documentation):
