@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,11 +15,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ceskit/ceskit/identity"
+	"github.com/ceskit/ceskit/policy"
 	"github.com/ceskit/ceskit/slicer"
 	"github.com/ceskit/ceskit/slicer/ciliumv2alpha1"
 )
@@ -314,5 +317,66 @@ func TestDeployment(t *testing.T) {
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v: want CPU and memory requests and a memory limit", c.Resources)
+	}
+}
+
+// TestNetworkPolicy decodes deploy/networkpolicy.yaml strictly and evaluates it with ceskit's
+// policy engine against the Deployment's pod labels: Prometheus in "monitoring" reaches the
+// metrics port and nothing else; other pods, in kube-system or elsewhere, reach nothing.
+func TestNetworkPolicy(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("deploy", "networkpolicy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	np := &networkingv1.NetworkPolicy{}
+	if err := yaml.UnmarshalStrict(b, np); err != nil {
+		t.Fatalf("networkpolicy.yaml: %v", err)
+	}
+	dep := readManifests(t, "deployment.yaml").deployments[0]
+	if np.Namespace != dep.Namespace {
+		t.Errorf("policy in %q, Deployment in %q", np.Namespace, dep.Namespace)
+	}
+	p, err := policy.FromNetworkPolicy(np)
+	if err != nil {
+		t.Fatalf("the policy package rejects networkpolicy.yaml: %v", err)
+	}
+	e, err := policy.NewEngine(policy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(id, ns string, labels map[string]string, ip string) policy.Endpoint {
+		return policy.Endpoint{ID: id, Namespace: ns, Labels: labels, IPs: []netip.Addr{netip.MustParseAddr(ip)},
+			NamespaceLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+	}
+	if _, err := e.UpsertEndpoints(
+		pod("operator", dep.Namespace, dep.Spec.Template.Labels, "10.0.0.1"),
+		pod("prometheus", "monitoring", map[string]string{"app": "prometheus"}, "10.0.0.2"),
+		pod("coredns", "kube-system", map[string]string{"k8s-app": "kube-dns"}, "10.0.0.3"),
+		pod("web", "default", map[string]string{"app": "web"}, "10.0.0.4"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.UpsertPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		from  string
+		port  uint16
+		allow bool
+	}{
+		{"prometheus", 9963, true},
+		{"prometheus", 9965, false},
+		{"prometheus", 8080, false},
+		{"coredns", 9963, false},
+		{"web", 9963, false},
+		{"web", 9965, false},
+	} {
+		x, err := e.Explain(policy.Peer{Endpoint: tt.from}, policy.Peer{Endpoint: "operator"}, policy.ProtoTCP, tt.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.Allowed != tt.allow {
+			t.Errorf("%s → operator TCP %d: allowed %t, want %t (%s)", tt.from, tt.port, x.Allowed, tt.allow, x.Ingress.Reason)
+		}
 	}
 }
