@@ -69,6 +69,7 @@ type options struct {
 	metricsAddr    string
 	policyMode     policy.Mode
 	bpfPinPath     string
+	discovery      time.Duration
 	netns          string
 	reportAllowed  bool
 	heartbeatLease string
@@ -97,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.BoolVar(&o.reportAllowed, "report-allowed", false, "report allowed new flows too (FORWARDED), not only DROPPED and AUDIT")
 	fs.StringVar(&o.heartbeatLease, "heartbeat-lease", slicer.DefaultHeartbeatLease, `the slice controller's heartbeat Lease "namespace/name"; "-" trusts the slices without one (managed AKS, where Cilium's operator owns them)`)
 	fs.StringVar(&o.source, "endpoint-source", "", `pin the endpoint source: "ciliumendpointslices" or "ciliumendpoints" (default: slices, falling back to endpoints)`)
+	fs.DurationVar(&o.discovery, "discovery-interval", 30*time.Second, "how often to look again for CiliumNetworkPolicies and CiliumClusterwideNetworkPolicies when the API server did not serve them at start (1s-1h)")
 	fs.StringVar(&level, "log-level", "info", "log level of every component at start: debug, info, warn or error (change at runtime through /loglevel)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -190,9 +192,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started c
 
 	cfg := agent.Config{
 		Sink: observe.MultiSink(sinks...), Registry: reg, Netns: o.netns,
-		Policy:  policy.Config{Mode: o.policyMode},
-		Watcher: o.watcherConfig(),
-		Logger:  slog.New(base), LogLevels: levels,
+		Policy:            policy.Config{Mode: o.policyMode},
+		Watcher:           o.watcherConfig(),
+		DiscoveryInterval: o.discovery,
+		Logger:            slog.New(base), LogLevels: levels,
 	}
 	dp, reason, err := loadDatapath(o, levels.Logger("datapath", base), reg)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/ceskit/ceskit/datapath/policymap"
 	"github.com/ceskit/ceskit/identity"
 	identityv2 "github.com/ceskit/ceskit/identity/ciliumv2"
+	"github.com/ceskit/ceskit/internal/retry"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/policy"
 	policyv2 "github.com/ceskit/ceskit/policy/ciliumv2"
@@ -219,17 +220,24 @@ func (a *Agent) Cookies() *policymap.Cookies { return a.cookies }
 // Run starts the informers (Nodes, CiliumIdentities, NetworkPolicies and, where the API server
 // serves them, CiliumNetworkPolicies and CiliumClusterwideNetworkPolicies), waits for them, starts
 // the slice watcher, waits for it, and from then on keeps the local endpoints' policy synced to
-// the datapath (and the monitor running) until ctx ends. It returns after every goroutine it
-// started has stopped, nil when ctx ended, or at once with an error wrapping [ErrCRDMissing] when
-// CiliumIdentities are not served. Local endpoints stay attached when Run returns (with
+// the datapath (and the monitor running) until ctx ends. Policy resources not served at start are
+// looked for again every [Config].DiscoveryInterval and watched once served. It returns after
+// every goroutine it started has stopped, nil when ctx ended, or at once with an error wrapping
+// [ErrCRDMissing] when CiliumIdentities are not served; a discovery read that fails at start is
+// retried (100ms doubling to 5s) until ctx ends. Local endpoints stay attached when Run returns (with
 // Spec.PinPath a restarted agent takes them over); closing the Datapath detaches them.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called twice")
 	}
-	have, err := served(a.kube, identityv2.SchemeGroupVersion, resIdentities, resCNP, resCCNP)
-	if err != nil {
+	var have map[string]bool
+	err := retry.Until(ctx, a.log, "discovery of cilium.io/v2", retry.DefaultBackoff, func(context.Context) error {
+		var err error
+		have, err = served(a.kube, identityv2.SchemeGroupVersion, resIdentities, resCNP, resCCNP)
 		return err
+	}, nil)
+	if err != nil {
+		return nil // ctx ended
 	}
 	if !have[resIdentities] {
 		return fmt.Errorf("%w: %s (cilium.io/v2): endpoints in slices carry only their identity number; the agent needs its labels", ErrCRDMissing, resIdentities)
@@ -252,30 +260,34 @@ func (a *Agent) Run(ctx context.Context) error {
 		{resNP, networkPolicyInformer(a.kube), a.onPolicy},
 	}
 	a.setSource(resNP, "watching")
+	policyInformer := func(r string) named {
+		if r == resCNP {
+			api := a.pols.cnps("")
+			return named{r, informer(&policyv2.CiliumNetworkPolicy{}, api.List, api.Watch), a.onPolicy}
+		}
+		api := a.pols.ccnps()
+		return named{r, informer(&policyv2.CiliumClusterwideNetworkPolicy{}, api.List, api.Watch), a.onPolicy}
+	}
+	var late []string // policy resources not served yet
 	for _, r := range []string{resCNP, resCCNP} {
 		if !have[r] {
 			a.setSource(r, "not served by the API server")
-			a.log.Warn("policy resource not served; not watching it", "resource", r)
+			a.log.Warn("policy resource not served; looking again every "+a.cfg.DiscoveryInterval.String(), "resource", r)
+			late = append(late, r)
 			continue
 		}
 		a.setSource(r, "watching")
-		if r == resCNP {
-			api := a.pols.cnps("")
-			infs = append(infs, named{r, informer(&policyv2.CiliumNetworkPolicy{}, api.List, api.Watch), a.onPolicy})
-		} else {
-			api := a.pols.ccnps()
-			infs = append(infs, named{r, informer(&policyv2.CiliumClusterwideNetworkPolicy{}, api.List, api.Watch), a.onPolicy})
-		}
+		infs = append(infs, policyInformer(r))
 	}
-	var synced []cache.InformerSynced
-	for _, n := range infs {
+	// start registers an informer's handlers and runs it until the informers stop.
+	start := func(n named) (cache.InformerSynced, error) {
 		on := n.on
 		if _, err := n.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { on(obj, false) },
 			UpdateFunc: func(_, obj any) { on(obj, false) },
 			DeleteFunc: func(obj any) { on(obj, true) },
 		}); err != nil {
-			return fmt.Errorf("watch %s: %w", n.name, err)
+			return nil, fmt.Errorf("watch %s: %w", n.name, err)
 		}
 		// A list or watch that fails (RBAC, a CRD gone) shows in Status instead of only in
 		// client-go's log; the reflector retries with backoff.
@@ -288,10 +300,23 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.recordError("list and watch "+n.name, err)
 			}
 		}); err != nil {
-			return fmt.Errorf("watch %s: %w", n.name, err)
+			return nil, fmt.Errorf("watch %s: %w", n.name, err)
 		}
 		wg.Go(func() { n.inf.RunWithContext(infCtx) })
-		synced = append(synced, n.inf.HasSynced)
+		return n.inf.HasSynced, nil
+	}
+	var synced []cache.InformerSynced
+	for _, n := range infs {
+		hs, err := start(n)
+		if err != nil {
+			return err
+		}
+		synced = append(synced, hs)
+	}
+	if len(late) > 0 {
+		wg.Go(func() {
+			a.discoverLate(infCtx, late, func(r string) error { _, err := start(policyInformer(r)); return err })
+		})
 	}
 	a.log.Info("agent starting", "node", a.node, "mode", a.mode(), "informers", len(infs))
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
@@ -336,6 +361,41 @@ func (a *Agent) Run(ctx context.Context) error {
 	runners.Wait()
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// discoverLate asks the API server every DiscoveryInterval whether it serves the policy
+// resources of late now, and starts watching each one that it does, until all are watched or
+// ctx ends. A failed read is logged and asked again next time.
+func (a *Agent) discoverLate(ctx context.Context, late []string, start func(resource string) error) {
+	t := time.NewTicker(a.cfg.DiscoveryInterval)
+	defer t.Stop()
+	for len(late) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		have, err := served(a.kube, policyv2.SchemeGroupVersion, late...)
+		if err != nil {
+			a.log.Warn("policy resource discovery failed; asking again later", "error", err)
+			continue
+		}
+		var still []string
+		for _, r := range late {
+			if !have[r] {
+				still = append(still, r)
+				continue
+			}
+			if err := start(r); err != nil {
+				a.recordError("watch "+r, err)
+				still = append(still, r)
+				continue
+			}
+			a.setSource(r, "watching")
+			a.log.Info("policy resource now served; watching it", "resource", r)
+		}
+		late = still
+	}
 }
 
 func (a *Agent) mode() string {

@@ -86,6 +86,11 @@ type Config struct {
 	// StatsInterval is how often the monitor reads the datapath's counters. Default: the
 	// monitor's (10s).
 	StatsInterval time.Duration
+	// DiscoveryInterval is how often the agent asks the API server again for the policy
+	// resources it did not serve at start (CiliumNetworkPolicies, CiliumClusterwideNetworkPolicies:
+	// Cilium installed after the agent), and starts watching them when they appear. Default 30s;
+	// valid 1s–1h.
+	DiscoveryInterval time.Duration
 	// RetryBaseDelay and RetryMaxDelay bound the backoff of a local endpoint whose sync or
 	// attach failed (interface not there yet, map full). Defaults: 100ms and 30s.
 	RetryBaseDelay, RetryMaxDelay time.Duration
@@ -102,6 +107,9 @@ type Config struct {
 func (c Config) Validate() error {
 	if c.StatsInterval < 0 {
 		return &ConfigError{Field: "StatsInterval", Value: c.StatsInterval.String(), Reason: "must not be negative"}
+	}
+	if c.DiscoveryInterval != 0 && (c.DiscoveryInterval < time.Second || c.DiscoveryInterval > time.Hour) {
+		return &ConfigError{Field: "DiscoveryInterval", Value: c.DiscoveryInterval.String(), Reason: "must be between 1s and 1h"}
 	}
 	if c.RetryBaseDelay < 0 {
 		return &ConfigError{Field: "RetryBaseDelay", Value: c.RetryBaseDelay.String(), Reason: "must not be negative"}
@@ -133,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBaseDelay == 0 {
 		c.RetryBaseDelay = 100 * time.Millisecond
+	}
+	if c.DiscoveryInterval == 0 {
+		c.DiscoveryInterval = 30 * time.Second
 	}
 	if c.RetryMaxDelay == 0 {
 		c.RetryMaxDelay = 30 * time.Second
