@@ -462,10 +462,13 @@ func (w *Watcher) evaluate(ctx context.Context) (want Source, reason string, rea
 		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD absent", false
 	}
 	// While a CRD is being deleted it is still served, and its objects are deleted one by one.
+	// Without RBAC to read CRDs (an embedder's narrower role) the deletion check is skipped, as
+	// it always was: discovery and the heartbeat still decide.
 	crd, err := w.client.Ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "ciliumendpointslices.cilium.io", metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return SourceCiliumEndpoints, "CiliumEndpointSlice CRD absent", false
+	case apierrors.IsForbidden(err):
 	case err != nil:
 		return SourceCiliumEndpoints, "cannot read the CiliumEndpointSlice CRD: " + err.Error(), true
 	case crd.DeletionTimestamp != nil:

@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/ceskit/ceskit/internal/chaos"
 	"github.com/ceskit/ceskit/slicer"
@@ -479,5 +482,51 @@ func TestWatcherBadConfig(t *testing.T) {
 		if _, err := slicer.NewWatcher(&slicer.Client{}, slicer.HandlerFuncs{}, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("NewWatcher(%+v) = %v, want an error naming %s", tc.cfg, err, tc.field)
 		}
+	}
+}
+
+// TestWatcherWithoutCRDRead runs a watcher as a user that may not read CRDs (an embedder's
+// narrower role): the deletion check is skipped, not counted as a failed read, so the watcher
+// stays on the slices even with ReadErrorThreshold 1.
+func TestWatcherWithoutCRDRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	ns := e.namespace("nocrdread", nil)
+	ctl := e.start(slicer.Config{HeartbeatInterval: time.Second})
+	e.createCEPs(ctx, ns, "p", 5, 1)
+	e.converge(ctl, 100)
+	const user = "ceskit-test-no-crd-read"
+	rbac := e.c.Kube.RbacV1()
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: user}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"cilium.io"}, Resources: []string{"ciliumendpointslices", "ciliumendpoints"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get"}},
+	}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: user},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}}}
+	if _, err := rbac.ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = rbac.ClusterRoleBindings().Delete(context.Background(), user, metav1.DeleteOptions{})
+		_ = rbac.ClusterRoles().Delete(context.Background(), user, metav1.DeleteOptions{})
+	})
+	cfg := api(t)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+	c, err := slicer.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "ciliumendpointslices.cilium.io", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("reading the CRD as %s: %v, want Forbidden", user, err)
+	}
+	w, r := startWatcherWith(t, c, slicer.WatcherConfig{ReadErrorThreshold: 1})
+	agrees(t, e, w, r, ns)
+	time.Sleep(1500 * time.Millisecond) // several checks at the tests' 200 ms interval
+	if s := w.Status(); s.Source != slicer.SourceSlices || s.ReadErrors != 0 || s.Switches != 0 {
+		t.Errorf("status %+v: want the slices, no read errors, no switch", s)
 	}
 }
