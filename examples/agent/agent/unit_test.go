@@ -211,6 +211,7 @@ func TestConfigValidate(t *testing.T) {
 		field string
 	}{
 		{"stats interval", Config{StatsInterval: -time.Second}, "StatsInterval=-1s"},
+		{"discovery interval", Config{DiscoveryInterval: time.Millisecond}, "DiscoveryInterval=1ms: must be between 1s and 1h"},
 		{"retry base", Config{RetryBaseDelay: -1}, "RetryBaseDelay"},
 		{"retry order", Config{RetryBaseDelay: time.Second, RetryMaxDelay: time.Millisecond}, "RetryMaxDelay=1ms"},
 		{"datapath metrics", Config{DatapathMetrics: dpm}, "DatapathMetrics=set: needs a Datapath"},
