@@ -8,6 +8,7 @@ import (
 	"github.com/ceskit/ceskit/datapath"
 	"github.com/ceskit/ceskit/datapath/policymap"
 	"github.com/ceskit/ceskit/identity"
+	"github.com/ceskit/ceskit/internal/bpftest"
 	"github.com/ceskit/ceskit/policy"
 )
 
@@ -162,7 +163,7 @@ func (w *adaptWorld) flows(t *testing.T) []adaptFlow {
 // through each endpoint's programs (BPF_PROG_TEST_RUN, conntrack off so every packet is looked
 // up): allowed and audited flows return TCX_NEXT, the rest TCX_DROP, as the map state decides.
 func TestAdaptSyncEngine(t *testing.T) {
-	d := e2eLoad(t, datapath.Spec{DisableConntrack: true})
+	d := bpftest.Load(t, datapath.Spec{DisableConntrack: true})
 	w := newAdaptWorld(t)
 	ids := map[string]uint32{}
 	for i, ep := range w.eps {

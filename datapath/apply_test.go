@@ -6,12 +6,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 )
 
 // TestApplyEndpoint: applying a diff equals syncing the resulting state, and writes only what
 // changed.
 func TestApplyEndpoint(t *testing.T) {
-	d := requireBPF(t, datapath.Spec{DisableConntrack: true})
+	d := bpftest.Load(t, datapath.Spec{DisableConntrack: true})
 	const ep = 11
 	e80 := datapath.Entry{Identity: 1001, Protocol: datapath.ProtoTCP, Port: 80, PortPrefixLen: 16, Verdict: datapath.Allow, Precedence: 2}
 	e81 := e80

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 )
 
 // tcx return codes as BPF_PROG_TEST_RUN reports them (uint32).
@@ -220,7 +221,7 @@ func benchSpec(conntrack bool) datapath.Spec {
 // benchLoad loads a datapath and syncs sh into endpoint benchEP.
 func benchLoad(b *testing.B, sh benchShape, conntrack bool) (*datapath.Datapath, datapath.SyncStats) {
 	b.Helper()
-	d := e2eLoad(b, benchSpec(conntrack))
+	d := bpftest.Load(b, benchSpec(conntrack))
 	if err := d.SetIdentities(sh.ipcache); err != nil {
 		b.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func BenchmarkVerdict(b *testing.B) {
 				// does not fit the endpoint's limit).
 				spec := benchSpec(false)
 				spec.RangeExpansion = 1
-				d := e2eLoad(b, spec)
+				d := bpftest.Load(b, spec)
 				if err := d.SetIdentities(sh.ipcache); err != nil {
 					b.Fatal(err)
 				}
@@ -334,7 +335,7 @@ func BenchmarkSync(b *testing.B) {
 	b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 		sh := benchEntries(n)
 		changed := benchChanged(sh.entries)
-		d := e2eLoad(b, benchSpec(false))
+		d := bpftest.Load(b, benchSpec(false))
 		if err := d.SetIdentities(sh.ipcache); err != nil {
 			b.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 )
 
 // The differential tests compare the BPF program's verdicts (conntrack off, so every packet is
@@ -133,7 +134,7 @@ func diffDatapath(t *testing.T) *datapath.Datapath {
 	spec.EventRate, spec.EventBurst = 1, 1
 	spec.MaxEntriesPerEndpoint = 16384
 	spec.PolicyEntries = 65536
-	d := requireBPF(t, spec)
+	d := bpftest.Load(t, spec)
 	if err := d.SetIdentities(diffIdentities()); err != nil {
 		t.Fatalf("SetIdentities: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 	"github.com/ceskit/ceskit/policy"
 )
 
@@ -36,50 +37,6 @@ import (
 // The datapath enforces the server endpoint's policy on the host (node) side of the server's
 // veth, as Cilium attaches to a pod's lxc device, and real TCP and UDP traffic runs from
 // sockets opened inside the client namespaces.
-
-// e2eUnsupported skips the test with reason, or fails it when the CI environment variable is set
-// (CI must run the privileged tests).
-func e2eUnsupported(tb testing.TB, reason string) {
-	tb.Helper()
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("privileged datapath test cannot run in CI: %s", reason)
-	}
-	tb.Skipf("skipping privileged datapath test: %s", reason)
-}
-
-// e2eRequireRoot skips (or, under CI, fails) unless the process is root and iproute2's ip command
-// is present.
-func e2eRequireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		e2eUnsupported(tb, "not running as root (needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		e2eUnsupported(tb, fmt.Sprintf("iproute2's ip command not found: %v", err))
-	}
-}
-
-// e2eLoad loads a datapath, closed when the test ends. It skips (or fails under CI) where the
-// process is not root or the kernel refuses (datapath.ErrNotSupported).
-func e2eLoad(tb testing.TB, spec datapath.Spec) *datapath.Datapath {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		e2eUnsupported(tb, "not running as root (needs CAP_BPF, CAP_NET_ADMIN)")
-	}
-	d, err := datapath.Load(spec)
-	if errors.Is(err, datapath.ErrNotSupported) {
-		e2eUnsupported(tb, err.Error())
-	}
-	if err != nil {
-		tb.Fatalf("load datapath: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			tb.Errorf("close datapath: %v", err)
-		}
-	})
-	return d
-}
 
 // e2eRun runs a command, bounded in time, and fails the test when it fails.
 func e2eRun(t testing.TB, name string, args ...string) {
@@ -144,7 +101,7 @@ type e2eTopo struct {
 
 func e2eNewTopo(t *testing.T) *e2eTopo {
 	t.Helper()
-	e2eRequireRoot(t)
+	bpftest.RequireRoot(t, "ip")
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)
@@ -472,7 +429,7 @@ func TestE2EPolicyTraffic(t *testing.T) {
 	tp := e2eNewTopo(t)
 	e2eStartServer(t, tp)
 	w := e2eNewWorld(t, tp)
-	d := e2eLoad(t, datapath.Spec{ReportNewFlows: true})
+	d := bpftest.Load(t, datapath.Spec{ReportNewFlows: true})
 	rules, err := adaptSync(d, w.engine, w.eps, w.ids)
 	if err != nil {
 		t.Fatal(err)
@@ -587,24 +544,6 @@ func TestE2EPolicyTraffic(t *testing.T) {
 	}
 }
 
-// e2eBPFFS mounts a bpffs on a temporary directory, unmounted when the test ends.
-func e2eBPFFS(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "bpffs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
-		e2eUnsupported(t, fmt.Sprintf("mount bpffs: %v", err))
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount bpffs: %v", err)
-		}
-	})
-	return dir
-}
-
 // e2ePinger sends a UDP ping every interval from client1 and counts echoes, until stopped or
 // bounded by count and time.
 type e2ePinger struct {
@@ -692,10 +631,10 @@ func TestPinRestart(t *testing.T) {
 	tp := e2eNewTopo(t)
 	e2eStartServer(t, tp)
 	w := e2eNewWorld(t, tp)
-	pins := filepath.Join(e2eBPFFS(t), "ceskit")
+	pins := filepath.Join(bpftest.MountBPFFS(t), "ceskit")
 	spec := datapath.Spec{PinPath: pins}
 
-	d1 := e2eLoad(t, spec)
+	d1 := bpftest.Load(t, spec)
 	if _, err := adaptSync(d1, w.engine, w.eps, w.ids); err != nil {
 		t.Fatal(err)
 	}
@@ -717,7 +656,7 @@ func TestPinRestart(t *testing.T) {
 	p.expect(t, 10, "closed, pinned links")
 	e2eExpectBlocked(t, tp, "closed, pinned links")
 
-	d2 := e2eLoad(t, spec)
+	d2 := bpftest.Load(t, spec)
 	if _, err := adaptSync(d2, w.engine, w.eps, w.ids); err != nil {
 		t.Fatal(err)
 	}
@@ -751,7 +690,7 @@ func TestPinRestart(t *testing.T) {
 func TestPinRestartStaleEndpoint(t *testing.T) {
 	tp := e2eNewTopo(t)
 	w := e2eNewWorld(t, tp)
-	pins := filepath.Join(e2eBPFFS(t), "ceskit")
+	pins := filepath.Join(bpftest.MountBPFFS(t), "ceskit")
 	spec := datapath.Spec{PinPath: pins}
 	var want []uint32
 	for _, id := range w.ids {
@@ -760,7 +699,7 @@ func TestPinRestartStaleEndpoint(t *testing.T) {
 	slices.Sort(want)
 
 	for _, reattach := range []bool{false, true} {
-		d1 := e2eLoad(t, spec)
+		d1 := bpftest.Load(t, spec)
 		if _, err := adaptSync(d1, w.engine, w.eps, w.ids); err != nil {
 			t.Fatal(err)
 		}
@@ -768,7 +707,7 @@ func TestPinRestartStaleEndpoint(t *testing.T) {
 		if err := d1.Close(); err != nil {
 			t.Fatal(err)
 		}
-		d2 := e2eLoad(t, spec)
+		d2 := bpftest.Load(t, spec)
 		if got := d2.Endpoints(); !slices.Equal(got, want) {
 			t.Errorf("Endpoints after the restart = %v, want %v (synced and pinned by the first process)", got, want)
 		}
@@ -805,7 +744,7 @@ func TestPinRestartStaleEndpoint(t *testing.T) {
 		if err := d2.Close(); err != nil {
 			t.Fatal(err)
 		}
-		d3 := e2eLoad(t, spec)
+		d3 := bpftest.Load(t, spec)
 		if got := d3.Endpoints(); slices.Contains(got, e2eServerEP) != reattach {
 			t.Errorf("reattach=%t: Endpoints of a third process = %v", reattach, got)
 		}
@@ -830,11 +769,11 @@ func TestPinRestartPolicyChange(t *testing.T) {
 	tp := e2eNewTopo(t)
 	e2eStartServer(t, tp)
 	w := e2eNewWorld(t, tp)
-	pins := filepath.Join(e2eBPFFS(t), "ceskit")
+	pins := filepath.Join(bpftest.MountBPFFS(t), "ceskit")
 	spec := datapath.Spec{PinPath: pins}
 	udp5353 := netip.AddrPortFrom(tp.srvIP, 5353)
 
-	d1 := e2eLoad(t, spec)
+	d1 := bpftest.Load(t, spec)
 	if _, err := adaptSync(d1, w.engine, w.eps, w.ids); err != nil {
 		t.Fatal(err)
 	}
@@ -847,7 +786,7 @@ func TestPinRestartPolicyChange(t *testing.T) {
 	}
 
 	w.setPolicy(t, false)
-	d2 := e2eLoad(t, spec)
+	d2 := bpftest.Load(t, spec)
 	if _, err := adaptSync(d2, w.engine, w.eps, w.ids); err != nil {
 		t.Fatal(err)
 	}
@@ -871,7 +810,7 @@ func TestPinRestartPolicyChange(t *testing.T) {
 // policy maps and the ipcache: state a previous Datapath wrote into pinned maps and the new one's
 // first sync no longer lists must not keep deciding verdicts.
 func TestPinRestartStaleEntries(t *testing.T) {
-	e2eRequireRoot(t)
+	bpftest.RequireRoot(t, "ip")
 	const ep = 9
 	src, dst := netip.MustParseAddr("10.198.1.1"), netip.MustParseAddr("10.198.1.2")
 	pkt := benchPacket(src, dst, datapath.ProtoUDP, 40000, 5353)
@@ -891,8 +830,8 @@ func TestPinRestartStaleEntries(t *testing.T) {
 			map[netip.Prefix]uint32{netip.PrefixFrom(src, 32): 300}, map[netip.Prefix]uint32{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			spec := datapath.Spec{PinPath: filepath.Join(e2eBPFFS(t), "ceskit"), DisableConntrack: true}
-			d1 := e2eLoad(t, spec)
+			spec := datapath.Spec{PinPath: filepath.Join(bpftest.MountBPFFS(t), "ceskit"), DisableConntrack: true}
+			d1 := bpftest.Load(t, spec)
 			if err := d1.SetIdentities(c.idsBefore); err != nil {
 				t.Fatal(err)
 			}
@@ -902,7 +841,7 @@ func TestPinRestartStaleEntries(t *testing.T) {
 			if err := d1.Close(); err != nil {
 				t.Fatal(err)
 			}
-			d2 := e2eLoad(t, spec)
+			d2 := bpftest.Load(t, spec)
 			if err := d2.SetIdentities(c.idsAfter); err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 )
 
 // FuzzPacket runs fuzzer-provided frames through one endpoint's ingress and egress programs with
@@ -93,7 +94,7 @@ func FuzzPacket(f *testing.F) {
 	spec := testSpec()
 	spec.DisableConntrack = true
 	spec.EventRate, spec.EventBurst = 1, 1
-	d := requireBPF(f, spec)
+	d := bpftest.Load(f, spec)
 	if err := d.SetIdentities(fuzzIdentities); err != nil {
 		f.Fatalf("SetIdentities: %v", err)
 	}

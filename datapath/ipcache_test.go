@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 )
 
 // randomPrefix draws from a small space, so that sets and removals collide: IPv4 and IPv6 hosts,
@@ -59,7 +60,7 @@ func counts(m map[netip.Prefix]uint32) [3]int {
 func TestUpdateIdentities(t *testing.T) {
 	spec := testSpec()
 	spec.IPCacheEntries, spec.IPCachePrefixes = 48, 8
-	d := requireBPF(t, spec)
+	d := bpftest.Load(t, spec)
 	r := rand.New(rand.NewPCG(7, 11))
 	model := map[netip.Prefix]uint32{}
 	for range 20 {
@@ -146,7 +147,7 @@ func TestUpdateIdentities(t *testing.T) {
 func TestSetIdentitiesAtCapacity(t *testing.T) {
 	spec := testSpec()
 	spec.IPCachePrefixes = 4
-	d := requireBPF(t, spec)
+	d := bpftest.Load(t, spec)
 	gen := func(third byte) map[netip.Prefix]uint32 {
 		m := map[netip.Prefix]uint32{}
 		for i := range 4 {
@@ -183,7 +184,7 @@ func TestSetIdentitiesAtCapacity(t *testing.T) {
 func BenchmarkIPCacheChange(b *testing.B) {
 	spec := testSpec()
 	spec.IPCacheEntries = 16384
-	d := requireBPF(b, spec)
+	d := bpftest.Load(b, spec)
 	full := map[netip.Prefix]uint32{}
 	for i := range 10000 {
 		full[netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), 32)] = uint32(1000 + i%100)

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 )
 
 // recMetrics records what the datapath reports: the last MapPressure per map and the MapOps
@@ -57,7 +58,7 @@ func TestMetrics(t *testing.T) {
 	met := newRecMetrics()
 	spec := testSpec()
 	spec.Metrics, spec.MaxEntriesPerEndpoint = met, 8
-	d := requireBPF(t, spec)
+	d := bpftest.Load(t, spec)
 	if p, ops := met.take(); len(p) != 0 || len(ops) != 0 {
 		t.Errorf("Load without pinned maps reported pressure %v and operations %v, want none", p, ops)
 	}
@@ -143,11 +144,11 @@ func TestMetrics(t *testing.T) {
 // TestMetricsPinned: Load reports the fill of what it restores from pinned maps, and a batch the
 // kernel refuses counts as failed operations.
 func TestMetricsPinned(t *testing.T) {
-	e2eRequireRoot(t)
-	pins := filepath.Join(e2eBPFFS(t), "ceskit")
+	bpftest.RequireRoot(t, "ip")
+	pins := filepath.Join(bpftest.MountBPFFS(t), "ceskit")
 	spec := testSpec()
 	spec.PinPath, spec.PolicyEntries = pins, 4
-	d1 := e2eLoad(t, spec)
+	d1 := bpftest.Load(t, spec)
 	if err := d1.SetIdentities(map[netip.Prefix]uint32{pfx("10.0.1.1/32"): 1001, pfx("fd00::/64"): 3001}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestMetricsPinned(t *testing.T) {
 
 	met := newRecMetrics()
 	spec.Metrics = met
-	d2 := e2eLoad(t, spec)
+	d2 := bpftest.Load(t, spec)
 	p, o := met.take()
 	want := map[string][2]int{
 		"ceskit_policy": {2, 4}, "ceskit_policy_lpm": {0, 4}, "ceskit_policy_endpoint": {2, 4096},
@@ -202,8 +203,8 @@ func TestMetricsPinned(t *testing.T) {
 // TestPinnedCountersReplaced: pinned counters of an older layout (one per reason, not per
 // direction and reason) do not stop Load; they are replaced and count from zero.
 func TestPinnedCountersReplaced(t *testing.T) {
-	e2eRequireRoot(t)
-	pins := filepath.Join(e2eBPFFS(t), "ceskit")
+	bpftest.RequireRoot(t, "ip")
+	pins := filepath.Join(bpftest.MountBPFFS(t), "ceskit")
 	if err := os.MkdirAll(pins, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestPinnedCountersReplaced(t *testing.T) {
 	}
 	spec := testSpec()
 	spec.PinPath = pins
-	d := e2eLoad(t, spec)
+	d := bpftest.Load(t, spec)
 	syncEP(t, d, 1)
 	runProg(t, d, 1, pOut, tcpPkt(podV4, "10.0.1.1", 1, 80).bytes())
 	if got := stats(t, d).Egress[datapath.ReasonDropDefault]; got != 1 {

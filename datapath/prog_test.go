@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 )
 
 // Return codes of the policy program: allow is TCX_NEXT (-1), deny TCX_DROP.
@@ -54,7 +55,7 @@ func testSpec() datapath.Spec {
 // loadTest loads a datapath with the test ipcache.
 func loadTest(tb testing.TB, spec datapath.Spec) *datapath.Datapath {
 	tb.Helper()
-	d := requireBPF(tb, spec)
+	d := bpftest.Load(tb, spec)
 	if err := d.SetIdentities(testIdentities); err != nil {
 		tb.Fatalf("SetIdentities: %v", err)
 	}
@@ -1023,7 +1024,7 @@ func TestDetachEndpoint(t *testing.T) {
 // never fails to run, and it allows exactly what the Go model (parseFrame, the ipcache and
 // datapath.Lookup) allows.
 func TestRobustness(t *testing.T) {
-	d := requireBPF(t, testSpec())
+	d := bpftest.Load(t, testSpec())
 	ids := map[netip.Prefix]uint32{pfx("10.0.1.1/32"): 1001, pfx("fd00:1::/64"): 1001, pfx("10.1.0.0/16"): 2001}
 	if err := d.SetIdentities(ids); err != nil {
 		t.Fatal(err)

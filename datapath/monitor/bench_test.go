@@ -12,6 +12,7 @@ import (
 
 	"github.com/ceskit/ceskit/datapath"
 	"github.com/ceskit/ceskit/datapath/monitor"
+	"github.com/ceskit/ceskit/internal/bpftest"
 	"github.com/ceskit/ceskit/observe"
 )
 
@@ -63,7 +64,7 @@ func BenchmarkMonitor(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			spec := testSpec()
 			spec.EventsBytes, spec.EventRate, spec.EventBurst = 16<<20, 1<<30, 1<<30
-			d := requireBPF(b, spec)
+			d := bpftest.Load(b, spec)
 			if _, err := d.SyncEndpoint(ep, nil); err != nil {
 				b.Fatal(err)
 			}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ceskit/ceskit/datapath"
 	"github.com/ceskit/ceskit/datapath/monitor"
+	"github.com/ceskit/ceskit/internal/bpftest"
 	"github.com/ceskit/ceskit/observe"
 )
 
@@ -162,7 +163,7 @@ var (
 
 func setup(t *testing.T, spec datapath.Spec) *datapath.Datapath {
 	t.Helper()
-	d := requireBPF(t, spec)
+	d := bpftest.Load(t, spec)
 	p := netip.MustParsePrefix
 	if err := d.SetIdentities(map[netip.Prefix]uint32{p("10.0.1.1/32"): 1001, p("10.0.1.2/32"): 1002, p("fd00:1::5/128"): 3001}); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -23,10 +22,10 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ceskit/ceskit/datapath"
+	"github.com/ceskit/ceskit/internal/bpftest"
 	"github.com/ceskit/ceskit/observe"
 	"github.com/ceskit/ceskit/policy"
 	"github.com/ceskit/ceskit/slicer"
@@ -42,46 +41,6 @@ import (
 //
 // The agent attaches each pod's programs to the node side of its veth from inside the node
 // namespace (Config.Netns), as it would on a real node with hostNetwork.
-
-// requirePrivileges skips (or, under CI, fails) unless the process is root with iproute2.
-func requirePrivileges(tb testing.TB) {
-	tb.Helper()
-	reason := ""
-	if os.Geteuid() != 0 {
-		reason = "not running as root (needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		reason = "iproute2's ip command not found: " + err.Error()
-	}
-	if reason == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("privileged test cannot run in CI: %s", reason)
-	}
-	tb.Skipf("skipping privileged test: %s", reason)
-}
-
-// loadDatapath loads a datapath closed when the test ends; it skips (fails under CI) where the
-// kernel refuses.
-func loadDatapath(tb testing.TB, spec datapath.Spec) *datapath.Datapath {
-	tb.Helper()
-	d, err := datapath.Load(spec)
-	if errors.Is(err, datapath.ErrNotSupported) {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("privileged test cannot run in CI: %v", err)
-		}
-		tb.Skipf("skipping privileged test: %v", err)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			tb.Errorf("close datapath: %v", err)
-		}
-	})
-	return d
-}
 
 func runCmd(tb testing.TB, name string, args ...string) {
 	tb.Helper()
@@ -120,7 +79,7 @@ type node struct {
 
 func newNode(t *testing.T) *node {
 	t.Helper()
-	requirePrivileges(t)
+	bpftest.RequireRoot(t, "ip")
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)
@@ -375,7 +334,7 @@ func TestDatapath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := loadDatapath(t, datapath.Spec{ReportNewFlows: true, Metrics: dpm})
+	d := bpftest.Load(t, datapath.Spec{ReportNewFlows: true, Metrics: dpm})
 	rec := &recordSink{}
 	audit := &lockedBuffer{}
 	a := startAgent(t, api(t), "nd-dp", Config{
@@ -570,7 +529,7 @@ func TestDatapathFailClosed(t *testing.T) {
 		ep("b-1", 2102, n.bIP.String(), "192.168.61.10"))
 	c.apply(inNamespace(dpPolicies, ns))
 
-	d := loadDatapath(t, datapath.Spec{MaxEntriesPerEndpoint: 3})
+	d := bpftest.Load(t, datapath.Spec{MaxEntriesPerEndpoint: 3})
 	a := startAgent(t, api(t), "nd-fc", Config{
 		Datapath: d,
 		Netns:    n.netnsPath,
@@ -624,19 +583,7 @@ func TestPinnedRestartRemovesStale(t *testing.T) {
 	c.slice("ces-pin-1", ns,
 		ep("a-1", 2101, n.aIP.String(), "192.168.61.10"),
 		ep("b-1", 2102, n.bIP.String(), "192.168.61.10"))
-	bpffs := filepath.Join(t.TempDir(), "bpffs")
-	if err := os.Mkdir(bpffs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("bpf", bpffs, "bpf", 0, ""); err != nil {
-		t.Fatalf("mount bpffs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(bpffs, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount bpffs: %v", err)
-		}
-	})
-	spec := datapath.Spec{PinPath: filepath.Join(bpffs, "ceskit")}
+	spec := datapath.Spec{PinPath: filepath.Join(bpftest.MountBPFFS(t), "ceskit")}
 	config := func(d *datapath.Datapath) Config {
 		return Config{
 			Datapath: d, Netns: n.netnsPath,
@@ -688,7 +635,7 @@ func TestPinnedRestartRemovesStale(t *testing.T) {
 		t.Fatalf("b's veth with no agent: tcx programs %d and %d, want the pinned 1 and 1", in, eg)
 	}
 
-	d2 := loadDatapath(t, spec)
+	d2 := bpftest.Load(t, spec)
 	if got := d2.Endpoints(); !slices.Equal(got, slices.Sorted(slices.Values([]uint32{aID, bID}))) {
 		t.Fatalf("restored endpoints %v, want a-1's %d and b-1's %d", got, aID, bID)
 	}
