@@ -3,6 +3,7 @@ package datapath_test
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"testing"
 
 	"github.com/ceskit/ceskit/datapath"
@@ -65,40 +66,6 @@ type adaptWorld struct {
 	eps    []policy.Endpoint
 }
 
-const adaptPolicies = `
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db, namespace: prod}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  policyTypes: [Ingress, Egress]
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: web}}}]
-    ports: [{port: 5432}, {protocol: UDP, port: 30000, endPort: 30999}]
-  - from: [{namespaceSelector: {}}]
-    ports: [{protocol: TCP, port: 9090}]
-  egress:
-  - to: [{podSelector: {matchLabels: {app: web}}}]
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: no-admin, namespace: prod}
-spec:
-  endpointSelector: {matchLabels: {app: db}}
-  ingressDeny:
-  - fromEndpoints: [{matchLabels: {app: admin}}]
-    toPorts: [{ports: [{port: "9090", protocol: TCP}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web, namespace: prod, annotations: {policy.ceskit.io/audit: "true"}}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: admin}}}]
-    ports: [{protocol: TCP, port: 8000, endPort: 8100}]
-`
-
 func newAdaptWorld(t *testing.T) *adaptWorld {
 	t.Helper()
 	e, err := policy.NewEngine(policy.Config{})
@@ -116,7 +83,11 @@ func newAdaptWorld(t *testing.T) *adaptWorld {
 	if _, err := e.UpsertEndpoints(w.eps...); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := policy.Decode([]byte(adaptPolicies))
+	manifests, err := os.ReadFile("policymap/testdata/cluster.yaml") // the adapter's own test cluster
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := policy.Decode(manifests)
 	if err != nil {
 		t.Fatal(err)
 	}

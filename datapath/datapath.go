@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -326,12 +327,7 @@ func removePins(paths []string) error {
 func (d *Datapath) Endpoints() []uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ids := make([]uint32, 0, len(d.endpoints))
-	for id := range d.endpoints {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
+	return slices.Sorted(maps.Keys(d.endpoints))
 }
 
 // readIPCache reads the three ipcache maps from the kernel.

@@ -330,19 +330,14 @@ func mapped(a netip.Addr) [16]byte {
 // before deletions. It costs time in the size of ids; [Datapath.UpdateIdentities] applies a
 // delta in the size of the delta.
 func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
-	for p := range ids {
-		if !p.IsValid() {
-			return fmt.Errorf("%w: prefix %s", ErrInvalid, p)
-		}
+	norm, err := normIdentities(ids)
+	if err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return ErrClosed
-	}
-	norm := make(map[netip.Prefix]uint32, len(ids))
-	for p, id := range ids {
-		norm[normPrefix(p)] = id
 	}
 	v4, v6, prefixes := ipcacheCounts(norm)
 	if err := d.checkIPCacheCapacity(v4, v6, prefixes); err != nil {
@@ -370,10 +365,9 @@ func (d *Datapath) SetIdentities(ids map[netip.Prefix]uint32) error {
 // result before anything is written. Writes come before deletions. It costs time in the size of
 // the delta, not of the ipcache.
 func (d *Datapath) UpdateIdentities(set map[netip.Prefix]uint32, remove []netip.Prefix) error {
-	for p := range set {
-		if !p.IsValid() {
-			return fmt.Errorf("%w: prefix %s", ErrInvalid, p)
-		}
+	norm, err := normIdentities(set)
+	if err != nil {
+		return err
 	}
 	for _, p := range remove {
 		if !p.IsValid() {
@@ -384,10 +378,6 @@ func (d *Datapath) UpdateIdentities(set map[netip.Prefix]uint32, remove []netip.
 	defer d.mu.Unlock()
 	if d.closed {
 		return ErrClosed
-	}
-	norm := make(map[netip.Prefix]uint32, len(set))
-	for p, id := range set {
-		norm[normPrefix(p)] = id
 	}
 	counts := d.ipcCounts
 	for p := range norm {
@@ -424,6 +414,18 @@ func (d *Datapath) UpdateIdentities(set map[netip.Prefix]uint32, remove []netip.
 	d.ipcCounts = counts
 	d.reportIPCachePressure()
 	return nil
+}
+
+// normIdentities checks every prefix of ids and returns them in normPrefix form.
+func normIdentities(ids map[netip.Prefix]uint32) (map[netip.Prefix]uint32, error) {
+	norm := make(map[netip.Prefix]uint32, len(ids))
+	for p, id := range ids {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("%w: prefix %s", ErrInvalid, p)
+		}
+		norm[normPrefix(p)] = id
+	}
+	return norm, nil
 }
 
 // normPrefix is the form the ipcache tracks: IPv4-mapped addresses unmapped, prefixes masked.

@@ -10,6 +10,7 @@ package policymap
 import (
 	"hash/fnv"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ceskit/ceskit/datapath"
@@ -164,13 +165,7 @@ func (c *Cookies) Policies() []policy.PolicyRef {
 }
 
 func comparePolicyRefs(a, b policy.PolicyRef) int {
-	switch {
-	case a.String() < b.String():
-		return -1
-	case a.String() > b.String():
-		return 1
-	}
-	return 0
+	return strings.Compare(a.String(), b.String())
 }
 
 // ObservePolicy names a policy as Hubble does in a flow's allowed_by and denied_by lists: kind,

@@ -3,6 +3,7 @@ package policymap
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 
@@ -101,39 +102,11 @@ func TestEntriesLookupAgree(t *testing.T) {
 	if _, err := e.UpsertEndpoints(eps...); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := policy.Decode([]byte(`
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db, namespace: prod}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  policyTypes: [Ingress, Egress]
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: web}}}]
-    ports: [{port: 5432}, {protocol: UDP, port: 30000, endPort: 30999}]
-  - from: [{namespaceSelector: {}}]
-    ports: [{protocol: TCP, port: 9090}]
-  egress:
-  - to: [{podSelector: {matchLabels: {app: web}}}]
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: no-admin, namespace: prod}
-spec:
-  endpointSelector: {matchLabels: {app: db}}
-  ingressDeny:
-  - fromEndpoints: [{matchLabels: {app: admin}}]
-    toPorts: [{ports: [{port: "9090", protocol: TCP}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web, namespace: prod, annotations: {policy.ceskit.io/audit: "true"}}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: admin}}}]
-    ports: [{protocol: TCP, port: 8000, endPort: 8100}]
-`))
+	manifests, err := os.ReadFile("testdata/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := policy.Decode(manifests)
 	if err != nil {
 		t.Fatal(err)
 	}
