@@ -76,7 +76,6 @@ type Agent struct {
 	synced     bool
 	ready      bool
 
-	ipcacheSize  int
 	pruned       bool // the datapath's endpoints from an earlier run were checked (sync.go)
 	staleRemoved int
 	syncs        uint64

@@ -348,18 +348,7 @@ func TestDatapath(t *testing.T) {
 		Watcher:         slicer.WatcherConfig{HeartbeatLease: "-", DeleteGrace: 100 * time.Millisecond},
 		Logger:          testLogger(t),
 	})
-	eventually(t, "both endpoints attached", func() string {
-		st := a.Status()
-		if !st.Ready || len(st.LocalEndpoints) != 2 {
-			return fmt.Sprintf("ready=%v local=%v unresolved=%v", st.Ready, localNames(st), st.Unresolved)
-		}
-		for _, l := range st.LocalEndpoints {
-			if l.Interface == "" || l.Error != "" || l.DatapathEntries == 0 {
-				return fmt.Sprintf("%+v", l)
-			}
-		}
-		return ""
-	})
+	eventually(t, "both endpoints attached", attached(a, ns+"/a-1", ns+"/b-1"))
 	if in, eg := n.tcxPrograms(t, n.hostB); in != 1 || eg != 1 {
 		t.Fatalf("tcx programs on b's veth: ingress %d, egress %d, want 1 and 1", in, eg)
 	}
@@ -570,6 +559,23 @@ func TestDatapathFailClosed(t *testing.T) {
 	}
 }
 
+// attached is an eventually condition: the agent is ready, its local endpoints are exactly want
+// (sorted), and each is attached to an interface with entries in the datapath and no error.
+func attached(a *Agent, want ...string) func() string {
+	return func() string {
+		st := a.Status()
+		if !st.Ready || !slices.Equal(localNames(st), want) {
+			return fmt.Sprintf("ready=%v local=%v unresolved=%v", st.Ready, localNames(st), st.Unresolved)
+		}
+		for _, l := range st.LocalEndpoints {
+			if l.Interface == "" || l.Error != "" || l.DatapathEntries == 0 {
+				return fmt.Sprintf("%+v", l)
+			}
+		}
+		return ""
+	}
+}
+
 // TestPinnedRestartRemovesStale: with a pinned datapath, an endpoint deleted while the agent was
 // down loses its programs and policy entries when the agent comes back (they would otherwise stay
 // in the pinned maps and links for ever), while one that stayed keeps its programs.
@@ -592,21 +598,6 @@ func TestPinnedRestartRemovesStale(t *testing.T) {
 			Logger:  testLogger(t),
 		}
 	}
-	attached := func(a *Agent, want ...string) func() string {
-		return func() string {
-			st := a.Status()
-			if !st.Ready || !slices.Equal(localNames(st), want) {
-				return fmt.Sprintf("ready=%v local=%v", st.Ready, localNames(st))
-			}
-			for _, l := range st.LocalEndpoints {
-				if l.Interface == "" || l.Error != "" || l.DatapathEntries == 0 {
-					return fmt.Sprintf("%+v", l)
-				}
-			}
-			return ""
-		}
-	}
-
 	// First run: both endpoints attached, through pinned links.
 	d1, err := datapath.Load(spec)
 	if err != nil {

@@ -51,7 +51,6 @@ func (a *Agent) markIPCacheLocked(key string) {
 func (a *Agent) planIPCacheLocked() ipcPlan {
 	if !a.ipcDirty && a.ipc != nil && len(a.ipcEPs) > 0 {
 		if set, remove, ok := a.ipcacheDeltaLocked(); ok {
-			a.ipcacheSize = len(a.ipc)
 			return ipcPlan{set: set, remove: remove}
 		}
 		a.ipcDirty = true
@@ -63,7 +62,6 @@ func (a *Agent) planIPCacheLocked() ipcPlan {
 	clear(a.ipcEPs)
 	full := a.ipcacheLocked()
 	a.ipc = full
-	a.ipcacheSize = len(full)
 	// The datapath normalises into a map of its own and reads full before the next pass, the
 	// only writer of a.ipc, runs on this goroutine.
 	return ipcPlan{full: full}

@@ -9,7 +9,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/ceskit/ceskit/identity"
 	"github.com/ceskit/ceskit/internal/crdinstall"
 	"github.com/ceskit/ceskit/internal/testenv"
 	"github.com/ceskit/ceskit/policy"
@@ -22,15 +21,11 @@ import (
 // CiliumNetworkPolicy: the agent must find the resources on its next discovery round, watch them,
 // and apply the policy without a restart.
 func TestLatePolicyResources(t *testing.T) {
-	crds, err := slicer.CRDs()
+	base, err := baseCRDs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := identity.CRDs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := testenv.New(t, testenv.Options{CRDs: append(crds, ids...)})
+	cp := testenv.New(t, testenv.Options{CRDs: base})
 	a := startAgent(t, cp.Config, "nd-late", Config{
 		DiscoveryInterval: time.Second,
 		Watcher:           slicer.WatcherConfig{HeartbeatLease: "-"},
@@ -44,7 +39,7 @@ func TestLatePolicyResources(t *testing.T) {
 		return ""
 	})
 
-	pols, err := testenv.ReadCRDs("../../../policy/crds/*.yaml")
+	pols, err := policyCRDs()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,17 +47,29 @@ func TestMain(m *testing.M) {
 	}))
 }
 
+// allCRDs are what the shared control plane serves: baseCRDs and policyCRDs.
 func allCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	base, err := baseCRDs()
+	if err != nil {
+		return nil, err
+	}
+	pols, err := policyCRDs()
+	return append(base, pols...), err
+}
+
+// baseCRDs are the slices', endpoints' and identities' CRDs: what the agent needs to start.
+func baseCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	crds, err := slicer.CRDs()
 	if err != nil {
 		return nil, err
 	}
 	ids, err := identity.CRDs()
-	if err != nil {
-		return nil, err
-	}
-	pols, err := testenv.ReadCRDs("../../../policy/crds/*.yaml")
-	return append(append(crds, ids...), pols...), err
+	return append(crds, ids...), err
+}
+
+// policyCRDs are the CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy CRDs.
+func policyCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	return testenv.ReadCRDs("../../../policy/crds/*.yaml")
 }
 
 // api returns the shared control plane's config, or skips the test when there is none.

@@ -141,7 +141,7 @@ func (a *Agent) Status() Status {
 		Nodes:                 len(a.nodes),
 		Policies:              len(a.policies),
 		PolicySources:         maps.Clone(a.sources),
-		IPCache:               a.ipcacheSize,
+		IPCache:               len(a.ipc),
 		DatapathSyncs:         a.syncs,
 		DatapathErrors:        a.syncErrors,
 		StaleEndpointsRemoved: a.staleRemoved,
