@@ -9,9 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -21,7 +19,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 
 	"github.com/ceskit/ceskit/datapath"
 	"github.com/ceskit/ceskit/internal/bpftest"
@@ -37,58 +34,6 @@ import (
 // The datapath enforces the server endpoint's policy on the host (node) side of the server's
 // veth, as Cilium attaches to a pod's lxc device, and real TCP and UDP traffic runs from
 // sockets opened inside the client namespaces.
-
-// e2eRun runs a command, bounded in time, and fails the test when it fails.
-func e2eRun(t testing.TB, name string, args ...string) {
-	t.Helper()
-	if err := e2eRunErr(name, args...); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func e2eRunErr(name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.WaitDelay = time.Second
-	done := make(chan struct{})
-	timer := time.AfterFunc(10*time.Second, func() {
-		select {
-		case <-done:
-		default:
-			_ = cmd.Process.Kill()
-		}
-	})
-	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
-	close(done)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// e2eInNS runs fn on an OS thread that has joined the named network namespace. Sockets fn opens
-// belong to that namespace and may be used from any goroutine afterwards. The thread is never
-// returned to the Go scheduler: it exits with its goroutine.
-func e2eInNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: a locked goroutine that exits takes its thread with it.
-		f, err := os.Open(filepath.Join("/var/run/netns", ns))
-		if err != nil {
-			errc <- err
-			return
-		}
-		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-		f.Close()
-		if err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
 
 // e2eTopo is the test network.
 type e2eTopo struct {
@@ -113,29 +58,29 @@ func e2eNewTopo(t *testing.T) *e2eTopo {
 		srvIP: netip.MustParseAddr("10.199.3.2"), srvHost: p + "h3",
 	}
 	for _, ns := range []string{tp.node, tp.c1, tp.c2, tp.srv} {
-		e2eRun(t, "ip", "netns", "add", ns)
+		bpftest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
-			if err := e2eRunErr("ip", "netns", "del", ns); err != nil {
+			if err := bpftest.RunErr("ip", "netns", "del", ns); err != nil {
 				t.Errorf("delete namespace: %v", err)
 			}
 		})
 		// No IPv6: no router solicitations or MLD reports to confuse the verdict counters.
-		e2eRun(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+		bpftest.Run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w",
 			"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-		e2eRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		bpftest.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
-	e2eRun(t, "ip", "netns", "exec", tp.node, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	bpftest.Run(t, "ip", "netns", "exec", tp.node, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 	for i, peer := range []string{tp.c1, tp.c2, tp.srv} {
 		n := i + 1
 		host, pod := fmt.Sprintf("%sh%d", p, n), fmt.Sprintf("%sp%d", p, n)
-		e2eRun(t, "ip", "-n", tp.node, "link", "add", host, "type", "veth", "peer", "name", pod, "netns", peer)
-		e2eRun(t, "ip", "-n", tp.node, "addr", "add", fmt.Sprintf("10.199.%d.1/24", n), "dev", host)
-		e2eRun(t, "ip", "-n", tp.node, "link", "set", host, "up")
-		e2eRun(t, "ip", "-n", peer, "addr", "add", fmt.Sprintf("10.199.%d.2/24", n), "dev", pod)
-		e2eRun(t, "ip", "-n", peer, "link", "set", pod, "up")
-		e2eRun(t, "ip", "-n", peer, "route", "add", "default", "via", fmt.Sprintf("10.199.%d.1", n))
+		bpftest.Run(t, "ip", "-n", tp.node, "link", "add", host, "type", "veth", "peer", "name", pod, "netns", peer)
+		bpftest.Run(t, "ip", "-n", tp.node, "addr", "add", fmt.Sprintf("10.199.%d.1/24", n), "dev", host)
+		bpftest.Run(t, "ip", "-n", tp.node, "link", "set", host, "up")
+		bpftest.Run(t, "ip", "-n", peer, "addr", "add", fmt.Sprintf("10.199.%d.2/24", n), "dev", pod)
+		bpftest.Run(t, "ip", "-n", peer, "link", "set", pod, "up")
+		bpftest.Run(t, "ip", "-n", peer, "route", "add", "default", "via", fmt.Sprintf("10.199.%d.1", n))
 	}
-	err := e2eInNS(tp.node, func() error {
+	err := bpftest.InNetns(tp.node, func() error {
 		ifc, err := net.InterfaceByName(tp.srvHost)
 		if err != nil {
 			return err
@@ -162,7 +107,7 @@ func e2eStartServer(t *testing.T, tp *e2eTopo) {
 	s := &e2eServer{}
 	var lns []net.Listener
 	var pc net.PacketConn
-	err := e2eInNS(tp.srv, func() error {
+	err := bpftest.InNetns(tp.srv, func() error {
 		for _, port := range []int{8080, 9090} {
 			ln, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", tp.srvIP, port))
 			if err != nil {
@@ -241,7 +186,7 @@ func e2eStartServer(t *testing.T, tp *e2eTopo) {
 // e2eDialTCP connects from namespace ns to addr, giving up after timeout.
 func e2eDialTCP(ns string, addr netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := e2eInNS(ns, func() error {
+	err := bpftest.InNetns(ns, func() error {
 		var err error
 		c, err = (&net.Dialer{Timeout: timeout}).Dial("tcp4", addr.String())
 		return err
@@ -276,7 +221,7 @@ func e2eTCPEcho(ns string, addr netip.AddrPort, timeout time.Duration) error {
 // e2eUDPConn opens a UDP socket in ns connected to addr.
 func e2eUDPConn(ns string, addr netip.AddrPort) (*net.UDPConn, error) {
 	var c *net.UDPConn
-	err := e2eInNS(ns, func() error {
+	err := bpftest.InNetns(ns, func() error {
 		var err error
 		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
 		return err
@@ -395,7 +340,7 @@ func (w *e2eWorld) identity(t *testing.T, ep string) uint32 {
 // node namespace (tcx resolves the ifindex there).
 func e2eAttach(t *testing.T, d *datapath.Datapath, tp *e2eTopo) {
 	t.Helper()
-	err := e2eInNS(tp.node, func() error {
+	err := bpftest.InNetns(tp.node, func() error {
 		return d.AttachEndpoint(e2eServerEP, datapath.Attachment{Ifindex: tp.srvHostIfindex, HostSide: true})
 	})
 	if err != nil {
@@ -406,7 +351,7 @@ func e2eAttach(t *testing.T, d *datapath.Datapath, tp *e2eTopo) {
 // e2eTCXPrograms counts the programs attached to the server's host-side veth per tcx hook.
 func e2eTCXPrograms(t *testing.T, tp *e2eTopo) (ingress, egress int) {
 	t.Helper()
-	err := e2eInNS(tp.node, func() error {
+	err := bpftest.InNetns(tp.node, func() error {
 		for _, h := range []struct {
 			attach ebpf.AttachType
 			n      *int
@@ -714,9 +659,9 @@ func TestPinRestartStaleEndpoint(t *testing.T) {
 		if reattach {
 			// The server's endpoint comes back on another interface.
 			dummy := tp.prefix + "v9"
-			e2eRun(t, "ip", "-n", tp.node, "link", "add", dummy, "type", "veth", "peer", "name", tp.prefix+"v8")
-			e2eRun(t, "ip", "-n", tp.node, "link", "set", dummy, "up")
-			err := e2eInNS(tp.node, func() error {
+			bpftest.Run(t, "ip", "-n", tp.node, "link", "add", dummy, "type", "veth", "peer", "name", tp.prefix+"v8")
+			bpftest.Run(t, "ip", "-n", tp.node, "link", "set", dummy, "up")
+			err := bpftest.InNetns(tp.node, func() error {
 				ifi, err := net.InterfaceByName(dummy)
 				if err != nil {
 					return err

@@ -1,15 +1,21 @@
 // Package bpftest holds what the privileged tests of datapath, datapath/monitor and the agent
-// share: loading a Datapath (closed when the test ends), mounting a bpffs for pinning, and the
+// share: loading a Datapath (closed when the test ends), mounting a bpffs for pinning, running
+// bounded commands and code inside network namespaces the tests create, and the
 // rule that such a test skips with its reason where the machine cannot run it, and fails instead
 // under CI (CI=true), where it must run.
 package bpftest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -76,4 +82,49 @@ func MountBPFFS(tb testing.TB) string {
 		}
 	})
 	return dir
+}
+
+// Run runs a command (ip, sysctl, …), bounded to 10 s, and fails the test when it fails.
+func Run(tb testing.TB, name string, args ...string) {
+	tb.Helper()
+	if err := RunErr(name, args...); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// RunErr runs a command, bounded to 10 s, and returns an error with its output when it fails.
+func RunErr(name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// InNetns runs fn on an OS thread that has joined the named network namespace (under
+// /var/run/netns). Sockets fn opens belong to that namespace and may be used from any goroutine
+// afterwards. The thread never returns to the Go scheduler: it exits with its goroutine.
+func InNetns(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: a locked goroutine that exits takes its thread with it.
+		f, err := os.Open(filepath.Join("/var/run/netns", ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		f.Close()
+		if err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,23 +40,6 @@ import (
 //
 // The agent attaches each pod's programs to the node side of its veth from inside the node
 // namespace (Config.Netns), as it would on a real node with hostNetwork.
-
-func runCmd(tb testing.TB, name string, args ...string) {
-	tb.Helper()
-	if err := runCmdErr(name, args...); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func runCmdErr(name string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
 
 // inNS runs fn on a thread in the named namespace (the thread exits afterwards).
 func inNS(ns string, fn func() error) error {
@@ -92,30 +74,30 @@ func newNode(t *testing.T) *node {
 	}
 	n.netnsPath = filepath.Join("/var/run/netns", n.ns)
 	for _, ns := range []string{n.ns, n.a, n.b} {
-		runCmd(t, "ip", "netns", "add", ns)
+		bpftest.Run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() {
-			if err := runCmdErr("ip", "netns", "del", ns); err != nil {
+			if err := bpftest.RunErr("ip", "netns", "del", ns); err != nil {
 				t.Errorf("delete namespace: %v", err)
 			}
 		})
-		runCmd(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-		runCmd(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		bpftest.Run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+		bpftest.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
-	runCmd(t, "ip", "netns", "exec", n.ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	bpftest.Run(t, "ip", "netns", "exec", n.ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 	for i, pod := range []string{n.a, n.b} {
 		host, peer, sub := []string{n.hostA, n.hostB}[i], p+[]string{"pa", "pb"}[i], i+1
-		runCmd(t, "ip", "-n", n.ns, "link", "add", host, "type", "veth", "peer", "name", peer, "netns", pod)
-		runCmd(t, "ip", "-n", n.ns, "addr", "add", fmt.Sprintf("10.201.%d.1/24", sub), "dev", host)
-		runCmd(t, "ip", "-n", n.ns, "link", "set", host, "up")
-		runCmd(t, "ip", "-n", pod, "addr", "add", fmt.Sprintf("10.201.%d.2/24", sub), "dev", peer)
-		runCmd(t, "ip", "-n", pod, "link", "set", peer, "up")
-		runCmd(t, "ip", "-n", pod, "route", "add", "default", "via", fmt.Sprintf("10.201.%d.1", sub))
+		bpftest.Run(t, "ip", "-n", n.ns, "link", "add", host, "type", "veth", "peer", "name", peer, "netns", pod)
+		bpftest.Run(t, "ip", "-n", n.ns, "addr", "add", fmt.Sprintf("10.201.%d.1/24", sub), "dev", host)
+		bpftest.Run(t, "ip", "-n", n.ns, "link", "set", host, "up")
+		bpftest.Run(t, "ip", "-n", pod, "addr", "add", fmt.Sprintf("10.201.%d.2/24", sub), "dev", peer)
+		bpftest.Run(t, "ip", "-n", pod, "link", "set", peer, "up")
+		bpftest.Run(t, "ip", "-n", pod, "route", "add", "default", "via", fmt.Sprintf("10.201.%d.1", sub))
 	}
 	// Routes the default attach rule must refuse: to a bridge, and through a gateway.
-	runCmd(t, "ip", "-n", n.ns, "link", "add", p+"br", "type", "bridge")
-	runCmd(t, "ip", "-n", n.ns, "link", "set", p+"br", "up")
-	runCmd(t, "ip", "-n", n.ns, "route", "add", "10.201.8.0/24", "dev", p+"br")
-	runCmd(t, "ip", "-n", n.ns, "route", "add", "10.201.9.0/24", "via", "10.201.1.2")
+	bpftest.Run(t, "ip", "-n", n.ns, "link", "add", p+"br", "type", "bridge")
+	bpftest.Run(t, "ip", "-n", n.ns, "link", "set", p+"br", "up")
+	bpftest.Run(t, "ip", "-n", n.ns, "route", "add", "10.201.8.0/24", "dev", p+"br")
+	bpftest.Run(t, "ip", "-n", n.ns, "route", "add", "10.201.9.0/24", "via", "10.201.1.2")
 	return n
 }
 
