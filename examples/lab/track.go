@@ -53,7 +53,8 @@ type tracker struct {
 
 // keyState is what the tracker knows of one endpoint.
 type keyState struct {
-	present []bool // per observer: the endpoint is in its view
+	present []bool  // per observer: the endpoint is in its view
+	seen    []int64 // per observer: the identity it last showed (while present)
 	w       *pendingWrite
 }
 
@@ -82,7 +83,7 @@ func newTracker(watchers int, sliceActive bool) *tracker {
 func (t *tracker) state(k string) *keyState {
 	ks := t.keys[k]
 	if ks == nil {
-		ks = &keyState{present: make([]bool, t.observers)}
+		ks = &keyState{present: make([]bool, t.observers), seen: make([]int64, t.observers)}
 		t.keys[k] = ks
 	}
 	return ks
@@ -96,18 +97,28 @@ func (t *tracker) gc(k string, ks *keyState) {
 }
 
 // expect records that endpoint k is about to be written with identity id. A previous write not
-// yet seen everywhere is superseded.
+// yet seen everywhere is superseded. An observer that already shows id does not wait: a node
+// watcher reports changes only, so a write that comes back to what it shows (a relabel and its
+// reverse within one slice batch) never reaches it as an event.
 func (t *tracker) expect(k string, id int64, phase string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	ks := t.keys[k]
 	w := &pendingWrite{identity: id, at: time.Now(), phase: phase, waiting: make([]bool, t.observers)}
 	for o := range t.observers {
+		if ks != nil && ks.present[o] && ks.seen[o] == id {
+			continue
+		}
 		if o != sliceObserver || t.sliceActive {
 			w.waiting[o] = true
 			w.left++
 		}
 	}
 	if w.left == 0 {
+		if ks != nil {
+			ks.w = nil
+			t.gc(k, ks)
+		}
 		return
 	}
 	t.state(k).w = w
@@ -162,6 +173,7 @@ func (t *tracker) observeLocked(o int, k string, id int64, deleted bool, now tim
 		ks = t.state(k)
 	}
 	ks.present[o] = !deleted
+	ks.seen[o] = id
 	if w := ks.w; w != nil && w.waiting[o] && (deleted && w.identity == 0 || !deleted && w.identity == id && id != 0) {
 		stage := stageNode
 		switch {

@@ -87,6 +87,11 @@ func TestTrackerNodes(t *testing.T) {
 	tr.observe(1, "web/b", 6, false, now)
 	tr.observe(2, "web/b", 6, false, now)
 
+	// A relabel and its reverse in one slice batch: the watchers show 6, see nothing new, and
+	// must not be waited for.
+	tr.expect("web/b", 7, phaseChurn)
+	tr.expect("web/b", 6, phaseChurn)
+
 	tr.expect("web/c", 9, phaseChurn)
 	tr.observe(1, "web/c", 9, false, now) // watcher 2 never sees c
 	tr.expectGone("web/c", phaseChurn)    // only watcher 1 can see it go
